@@ -1,0 +1,214 @@
+"""Numba kernels: forward pass and adjoint pass on the dt grid (docs/engine.md).
+
+Plain functions on arrays. Each works on chunks of the batch in parallel; a chunk's samples run
+one after another with that chunk's own state and gradient buffers, so memory does not grow
+with batch size beyond the recorded spikes and readout traces.
+"""
+import numba
+import numpy as np
+from numba import njit, prange
+
+# No 'nnan'/'ninf': NaN must propagate so the caller can detect a diverged network.
+_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+
+def n_chunks_for(batch_size):
+    return max(1, min(batch_size, numba.get_num_threads()))
+
+
+@njit(parallel=True, fastmath=_FASTMATH, cache=True)
+def forward_kernel(
+    n_chunks, in_ptr, in_step, in_ch, n_steps,
+    W_in, W_rec, W_out,
+    a_h, c_h, b_h, a_o, c_o, b_o,
+    threshold, min_slope, recurrent, spiking_readout,
+    spike_step, spike_id, spike_slope, n_spikes, counts,
+    trace_v, trace_i, first_step, first_slope, state_v, state_i,
+):
+    B = in_ptr.shape[0] - 1
+    N = W_in.shape[1]
+    K = W_out.shape[1]
+    cap = spike_step.shape[1]
+    record_i = trace_i.shape[0] > 0
+    record_state = state_v.shape[0] > 0
+    for chunk in prange(n_chunks):
+        V = np.zeros(N, W_in.dtype)
+        I = np.zeros(N, W_in.dtype)
+        Vo = np.zeros(K, W_in.dtype)
+        Io = np.zeros(K, W_in.dtype)
+        fired = np.empty(N, np.int32)
+        for s in range(chunk, B, n_chunks):
+            V[:] = 0.0
+            I[:] = 0.0
+            Vo[:] = 0.0
+            Io[:] = 0.0
+            e = in_ptr[s]
+            e_end = in_ptr[s + 1]
+            ns = 0
+            for k in range(K):
+                first_step[s, k] = -1
+            for j in range(N):
+                counts[s, j] = 0
+            for n in range(n_steps):
+                # step 1: input events of step n arrive at t_n
+                while e < e_end and in_step[e] == n:
+                    row = W_in[in_ch[e]]
+                    for j in range(N):
+                        I[j] += row[j]
+                    e += 1
+                if record_state:
+                    for j in range(N):
+                        state_v[s, n, j] = V[j]
+                        state_i[s, n, j] = I[j]
+                # step 2: exact propagation to t_{n+1} (spec §1)
+                n_fired = 0
+                for j in range(N):
+                    v = a_h[j] * V[j] + c_h[j] * I[j]
+                    I[j] = b_h[j] * I[j]
+                    if v >= threshold:
+                        # step 4: spike at t_{n+1}; slope = tau_m * dV/dt at the crossing
+                        fired[n_fired] = j
+                        n_fired += 1
+                        if ns < cap:
+                            spike_step[s, ns] = n + 1
+                            spike_id[s, ns] = j
+                            spike_slope[s, ns] = max(I[j] - threshold, min_slope)
+                        ns += 1
+                        counts[s, j] += 1
+                        v = 0.0
+                    V[j] = v
+                for k in range(K):
+                    v = a_o[k] * Vo[k] + c_o[k] * Io[k]
+                    Io[k] = b_o[k] * Io[k]
+                    trace_v[s, n, k] = v  # step 3
+                    if record_i:
+                        trace_i[s, n, k] = Io[k]
+                    if spiking_readout and v >= threshold:
+                        if first_step[s, k] < 0:
+                            first_step[s, k] = n + 1
+                            first_slope[s, k] = max(Io[k] - threshold, min_slope)
+                        v = 0.0
+                    Vo[k] = v
+                # step 5: spikes reach their targets at t_{n+1}
+                for f in range(n_fired):
+                    j = fired[f]
+                    if recurrent:
+                        row = W_rec[j]
+                        for m in range(N):
+                            I[m] += row[m]
+                    row_o = W_out[j]
+                    for k in range(K):
+                        Io[k] += row_o[k]
+            n_spikes[s] = ns
+
+
+@njit(parallel=True, fastmath=_FASTMATH, cache=True)
+def backward_kernel(
+    n_chunks, in_ptr, in_step, in_ch, n_steps,
+    W_rec, W_out,
+    a_h, b_h, d_h, a_o, b_o, d_o, tau_mem_h, tau_syn_h, tau_mem_o,
+    threshold, recurrent,
+    spike_step, spike_id, spike_slope, n_spikes,
+    dl_dtrace, first_step, first_slope, dl_dfirst, dl_dspike, reg_jump,
+    state_v, state_i, da_m, dc_m, dc_s, db_s,
+    probe_slot, probe_lv, probe_li, probe_lvo, probe_lio, probe_transport,
+    g_in, g_rec, g_out, g_tau_m, g_tau_s,
+):
+    """Accumulate, per chunk, sum of lambda_I at presynaptic spikes (the caller scales by -tau_syn)
+    and the tau gradients."""
+    B = in_ptr.shape[0] - 1
+    N = W_out.shape[0]
+    K = W_out.shape[1]
+    has_first = first_step.shape[0] > 0
+    has_spike_dl = dl_dspike.shape[0] > 0
+    train_tau = state_v.shape[0] > 0
+    for chunk in prange(n_chunks):
+        lv = np.zeros(N, W_out.dtype)
+        li = np.zeros(N, W_out.dtype)
+        lvo = np.zeros(K, W_out.dtype)
+        lio = np.zeros(K, W_out.dtype)
+        diff = np.zeros(N, W_out.dtype)
+        diff_o = np.zeros(K, W_out.dtype)
+        moved = np.zeros(N, W_out.dtype)
+        gi = g_in[chunk]
+        gr = g_rec[chunk]
+        go = g_out[chunk]
+        for s in range(chunk, B, n_chunks):
+            lv[:] = 0.0
+            li[:] = 0.0
+            lvo[:] = 0.0
+            lio[:] = 0.0
+            slot = probe_slot[s]
+            p = n_spikes[s] - 1
+            e = in_ptr[s + 1] - 1
+            e_start = in_ptr[s]
+            for n in range(n_steps, 0, -1):
+                # step 1: first spike of a spiking readout (dt/dV = 1/slope)
+                if has_first:
+                    for k in range(K):
+                        if first_step[s, k] == n:
+                            lvo[k] += dl_dfirst[s, k] / first_slope[s, k]
+                # step 2: hidden spikes at t_n (spec §2, jump at a hidden spike)
+                q_hi = p
+                while p >= 0 and spike_step[s, p] == n:
+                    p -= 1
+                if q_hi > p:
+                    for m in range(N):
+                        diff[m] = lv[m] - li[m]
+                    for k in range(K):
+                        diff_o[k] = lvo[k] - lio[k]
+                    for q in range(p + 1, q_hi + 1):
+                        j = spike_id[s, q]
+                        t = 0.0
+                        row_o = W_out[j]
+                        go_j = go[j]
+                        for k in range(K):
+                            go_j[k] += lio[k]
+                            t += row_o[k] * diff_o[k]
+                        if recurrent:
+                            row = W_rec[j]
+                            gr_j = gr[j]
+                            for m in range(N):
+                                gr_j[m] += li[m]
+                                t += row[m] * diff[m]
+                        moved[q - p - 1] = t
+                        if slot >= 0:
+                            probe_transport[slot, q] = t
+                    for q in range(p + 1, q_hi + 1):
+                        j = spike_id[s, q]
+                        num = threshold * lv[j] + moved[q - p - 1]
+                        if has_spike_dl:
+                            num += dl_dspike[s, q]
+                        lv[j] += num / spike_slope[s, q] - reg_jump[j]
+                # step 3: loss source on the readout voltage at t_n
+                for k in range(K):
+                    lvo[k] -= dl_dtrace[s, n - 1, k] / tau_mem_o[k]
+                if slot >= 0:
+                    for j in range(N):
+                        probe_lv[slot, n - 1, j] = lv[j]
+                        probe_li[slot, n - 1, j] = li[j]
+                    for k in range(K):
+                        probe_lvo[slot, n - 1, k] = lvo[k]
+                        probe_lio[slot, n - 1, k] = lio[k]
+                # step 4: exact derivative of the step map for tau, then step back to t_{n-1}
+                if train_tau:
+                    gtm = g_tau_m[chunk]
+                    gts = g_tau_s[chunk]
+                    for j in range(N):
+                        v0 = state_v[s, n - 1, j]
+                        i0 = state_i[s, n - 1, j]
+                        mu_v = -tau_mem_h[j] * lv[j]
+                        gtm[j] += mu_v * (da_m[j] * v0 + dc_m[j] * i0)
+                        gts[j] += (mu_v * dc_s[j] - tau_syn_h[j] * li[j] * db_s[j]) * i0
+                for j in range(N):
+                    li[j] = b_h[j] * li[j] + d_h[j] * lv[j]
+                    lv[j] = a_h[j] * lv[j]
+                for k in range(K):
+                    lio[k] = b_o[k] * lio[k] + d_o[k] * lvo[k]
+                    lvo[k] = a_o[k] * lvo[k]
+                # step 5: input events of step n-1 sample lambda_I
+                while e >= e_start and in_step[e] == n - 1:
+                    gi_row = gi[in_ch[e]]
+                    for j in range(N):
+                        gi_row[j] += li[j]
+                    e -= 1
