@@ -1,0 +1,95 @@
+"""Network parameters: initialisation (spec §6), heterogeneous time constants (spec §1), and
+saving/loading as .npz written atomically."""
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import param
+
+from kernels import Params, check_params
+
+
+class NetworkConfig(param.Parameterized):
+    """Shape and initialisation of input -> LIF hidden -> readout."""
+
+    n_in = param.Integer(700, bounds=(1, None), doc="input channels (times delay copies when the delay line is on)")
+    n_hidden = param.Integer(256, bounds=(1, 100_000), doc="hidden LIF neurons")
+    n_out = param.Integer(20, bounds=(1, 10_000), doc="readout neurons (classes)")
+    recurrent = param.Boolean(True, doc="dense hidden-to-hidden connections")
+    delay_line = param.Boolean(False, doc="inputs include delayed copies: input init is scaled by 1/10")
+    heterogeneous_tau = param.Boolean(False, doc="draw hidden tau_mem, tau_syn from Gamma distributions")
+    tau_mem = param.Number(20.0, bounds=(0.1, 1000.0), doc="hidden membrane time constant (ms)")
+    tau_syn = param.Number(5.0, bounds=(0.1, 1000.0), doc="hidden synaptic time constant (ms)")
+    tau_mem_out = param.Number(20.0, bounds=(0.1, 1000.0), doc="readout membrane time constant (ms)")
+    tau_syn_out = param.Number(5.0, bounds=(0.1, 1000.0), doc="readout synaptic time constant (ms)")
+    w_in_mean = param.Number(0.03, doc="mean of input weights")
+    w_in_std = param.Number(0.01, bounds=(0, None), doc="std of input weights")
+    w_rec_mean = param.Number(0.0, doc="mean of recurrent weights")
+    w_rec_std = param.Number(0.02, bounds=(0, None), doc="std of recurrent weights")
+    w_out_mean = param.Number(0.0, doc="mean of readout weights")
+    w_out_std = param.Number(0.03, bounds=(0, None), doc="std of readout weights")
+
+
+def init_params(config: NetworkConfig, rng, dtype=np.float32) -> Params:
+    """Draw initial weights and time constants (spec §6; hetLIF per spec §1)."""
+    rng = np.random.default_rng(rng)
+    scale = 0.1 if config.delay_line else 1.0
+    W_in = rng.normal(config.w_in_mean * scale, config.w_in_std * scale, (config.n_in, config.n_hidden))
+    W_rec = (rng.normal(config.w_rec_mean, config.w_rec_std, (config.n_hidden, config.n_hidden))
+             if config.recurrent else None)
+    W_out = rng.normal(config.w_out_mean, config.w_out_std, (config.n_hidden, config.n_out))
+    if config.heterogeneous_tau:
+        tau_mem = np.clip(rng.gamma(3.0, config.tau_mem / 3.0, config.n_hidden), 3.0, 60.0)
+        tau_syn = np.clip(rng.gamma(3.0, config.tau_syn / 3.0, config.n_hidden), 1.0, 15.0)
+    else:
+        tau_mem = np.full(config.n_hidden, config.tau_mem)
+        tau_syn = np.full(config.n_hidden, config.tau_syn)
+    return Params(W_in, W_rec, W_out, tau_mem, tau_syn, np.full(config.n_out, config.tau_mem_out),
+                  np.full(config.n_out, config.tau_syn_out)).astype(dtype)
+
+
+def atomic_write(path, write):
+    """Call write(file_object) on a temp file beside path, then rename it over path.
+
+    A crash or Ctrl-C leaves either the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_params(path, params: Params, **extra):
+    """Save parameters (and extra named arrays) as .npz, atomically."""
+    arrays = {k: v for k, v in params._asdict().items() if v is not None}
+    for k, v in extra.items():
+        arrays[f"extra/{k}"] = np.asarray(v)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load_params(path):
+    """Load parameters saved by save_params; returns (Params, extra dict)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no parameter file at {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except Exception as exc:  # zipfile/ValueError/OSError: all mean the file is unusable
+        raise ValueError(f"{path} is not a readable .npz parameter file ({exc})") from exc
+    missing = [k for k in Params._fields if k != "W_rec" and k not in data]
+    if missing:
+        raise ValueError(f"{path} lacks parameter arrays {missing}")
+    params = Params(**{k: data.get(k) for k in Params._fields})
+    check_params(params)
+    extra = {k[len("extra/"):]: v for k, v in data.items() if k.startswith("extra/")}
+    return params, extra

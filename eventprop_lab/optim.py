@@ -1,0 +1,81 @@
+"""Adam with the paper's warm-up and plateau-halving schedule (spec §6)."""
+import numpy as np
+
+
+class Adam:
+    """Adam over a dict of named arrays, updated in place."""
+
+    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+        self.t = 0
+        self.m = {}
+        self.v = {}
+
+    def step(self, params: dict, grads: dict, lr=None):
+        """One update; names missing from grads (or None) are left alone."""
+        lr = self.lr if lr is None else lr
+        self.t += 1
+        c1 = 1.0 - self.beta1**self.t
+        c2 = 1.0 - self.beta2**self.t
+        for name, g in grads.items():
+            if g is None:
+                continue
+            x = params[name]
+            m = self.m.setdefault(name, np.zeros_like(x))
+            v = self.v.setdefault(name, np.zeros_like(x))
+            m *= self.beta1
+            m += (1.0 - self.beta1) * g
+            v *= self.beta2
+            v += (1.0 - self.beta2) * np.square(g)
+            x -= (lr / c1) * m / (np.sqrt(v / c2) + self.eps)
+
+    def state_dict(self):
+        out = {"t": np.array(self.t)}
+        out.update({f"m/{k}": v for k, v in self.m.items()})
+        out.update({f"v/{k}": v for k, v in self.v.items()})
+        return out
+
+    def load_state_dict(self, state):
+        self.t = int(state["t"])
+        self.m = {k[2:]: np.array(v) for k, v in state.items() if k.startswith("m/")}
+        self.v = {k[2:]: np.array(v) for k, v in state.items() if k.startswith("v/")}
+
+
+class LearningRateSchedule:
+    """Warm-up from lr/1000 by x1.05 per batch, then halve when validation accuracy plateaus.
+
+    Once per epoch the fast (alpha 0.8) and slow (alpha 0.85) moving averages of validation
+    accuracy are updated; if fast <= slow and more than `patience` epochs have passed since the
+    last change, the rate halves."""
+
+    def __init__(self, lr=1e-3, warmup=True, warmup_factor=1.05, alpha_fast=0.8, alpha_slow=0.85,
+                 patience=50):
+        self.base = lr
+        self.lr = lr / 1000.0 if warmup else lr
+        self.warmup_factor = warmup_factor
+        self.alpha_fast, self.alpha_slow = alpha_fast, alpha_slow
+        self.patience = patience
+        self.fast = self.slow = None
+        self.epochs_since_change = 0
+
+    def after_batch(self):
+        if self.lr < self.base:
+            self.lr = min(self.lr * self.warmup_factor, self.base)
+        return self.lr
+
+    def after_epoch(self, val_accuracy):
+        if self.fast is None:
+            self.fast = self.slow = float(val_accuracy)
+        else:
+            self.fast = self.alpha_fast * self.fast + (1 - self.alpha_fast) * val_accuracy
+            self.slow = self.alpha_slow * self.slow + (1 - self.alpha_slow) * val_accuracy
+        self.epochs_since_change += 1
+        if self.fast <= self.slow and self.epochs_since_change > self.patience:
+            self.base *= 0.5
+            self.lr = min(self.lr, self.base)
+            self.epochs_since_change = 0
+        return self.lr
+
+    def set_base(self, lr):
+        """A user's change of learning rate (dashboard hot change)."""
+        self.base = self.lr = float(lr)

@@ -1,0 +1,102 @@
+"""One training step and evaluation on prepared batches: gradient, Adam, constraints."""
+import numpy as np
+import param
+
+from kernels import Params, get_engine, make_batch
+
+from .gradient import loss_and_gradients
+from .losses import LOSSES, get_loss
+from .optim import Adam, LearningRateSchedule
+from .regularisers import SpikeCountRegulariser
+
+TAU_MEM_MIN = 3.0  # ms, spec §1 (trainable time constants)
+TAU_SYN_MIN = 1.0
+
+
+class TrainingConfig(param.Parameterized):
+    """How a network is trained (spec §6 defaults)."""
+
+    loss = param.Selector(objects=list(LOSSES), default="sum_exp", doc="loss function (spec §3)")
+    lr = param.Number(1e-3, bounds=(0, 1), inclusive_bounds=(False, True), doc="Adam learning rate")
+    warmup = param.Boolean(True, doc="start at lr/1000 and grow x1.05 per batch")
+    batch_size = param.Integer(32, bounds=(1, 4096), doc="samples per batch")
+    dt = param.Number(1.0, bounds=(0.01, 20.0), doc="time step (ms)")
+    trial_ms = param.Number(1000.0, bounds=(1.0, 100_000.0), doc="trial length (ms); events after it are cropped")
+    train_tau = param.Boolean(False, doc="train hidden tau_mem and tau_syn")
+    reg_nu = param.Number(14.0, bounds=(0, None), doc="target spikes per hidden neuron per trial")
+    reg_strength = param.Number(5e-10, bounds=(0, None), doc="spike-count regulariser strength (0 = off)")
+    seed = param.Integer(0, doc="random seed")
+
+    @property
+    def n_steps(self):
+        return int(round(self.trial_ms / self.dt))
+
+
+class Trainer:
+    """Owns parameters, optimiser and schedule; trains on (samples, labels) batches."""
+
+    def __init__(self, params: Params, config: TrainingConfig, engine=None):
+        self.config = config
+        self.engine = engine or get_engine("numba")
+        self.params = params
+        self.optimiser = Adam(lr=config.lr)
+        self.schedule = LearningRateSchedule(config.lr, warmup=config.warmup)
+        self.loss = get_loss(config.loss)
+
+    def set_loss(self, name):
+        self.config.loss = name
+        self.loss = get_loss(name)
+
+    @property
+    def regulariser(self):
+        c = self.config.reg_strength
+        return SpikeCountRegulariser(self.config.reg_nu, c, c) if c > 0 else None
+
+    def batch(self, samples):
+        return make_batch(samples, self.params.n_in, self.config.dt, self.config.n_steps)
+
+    def train_batch(self, samples, labels, probe_samples=()):
+        """One gradient step; returns metrics (and the step result for observers)."""
+        batch = self.batch(samples)
+        res = loss_and_gradients(self.engine, self.params, batch, labels, self.loss, self.regulariser,
+                                 train_tau=self.config.train_tau, probe_samples=probe_samples)
+        grads = {k: v for k, v in res.gradients._asdict().items() if v is not None}
+        if not all(np.all(np.isfinite(g)) for g in grads.values()) or not np.isfinite(res.loss.value):
+            raise FloatingPointError("the loss or a gradient is NaN or infinite; parameters left unchanged")
+        p = {k: np.array(v, copy=True) if v is not None else None for k, v in self.params._asdict().items()}
+        self.optimiser.step(p, grads, lr=self.schedule.lr)
+        if self.config.train_tau:
+            np.maximum(p["tau_mem"], TAU_MEM_MIN, out=p["tau_mem"])
+            np.maximum(p["tau_syn"], TAU_SYN_MIN, out=p["tau_syn"])
+        self.params = Params(**p)
+        self.schedule.after_batch()
+        return _metrics(res, labels, self.config), res
+
+    def evaluate(self, samples, labels):
+        """Loss, accuracy and activity on a set, in batches, without learning."""
+        totals = {"loss": 0.0, "correct": 0, "spikes": 0.0, "silent": 0.0}
+        n = len(samples)
+        bs = self.config.batch_size
+        for start in range(0, n, bs):
+            batch = self.batch(samples[start:start + bs])
+            rec = self.engine.forward(self.params, batch, spiking_readout=self.loss.spiking_readout,
+                                      record_readout_current=self.loss.needs_readout_current)
+            out = self.loss.evaluate(rec, labels[start:start + bs], self.params)
+            m = len(out.per_sample)
+            totals["loss"] += out.per_sample.sum()
+            totals["correct"] += int((out.prediction == labels[start:start + bs]).sum())
+            totals["spikes"] += rec.counts.sum()
+            totals["silent"] += (rec.counts.sum(0) == 0).mean() * m
+        return {"loss": totals["loss"] / n, "accuracy": totals["correct"] / n,
+                "rate_hz": totals["spikes"] / (n * self.params.n_hidden * self.config.trial_ms / 1000.0),
+                "silent_fraction": totals["silent"] / n}
+
+
+def _metrics(res, labels, config):
+    counts = res.record.counts
+    return {
+        "loss": float(res.loss.value),
+        "accuracy": float((res.loss.prediction == labels).mean()),
+        "rate_hz": float(counts.mean() / (config.trial_ms / 1000.0)),
+        "silent_fraction": float((counts.sum(0) == 0).mean()),
+    }
