@@ -1,8 +1,9 @@
 """Losses (spec §3): each gives the value, the prediction and the adjoint source.
 
-A loss sees the engine's forward record (readout trace on the grid, spikes) and the labels, and
-returns derivatives of the batch-mean loss with respect to the recorded readout voltages (and,
-for spike-time losses, to spike times). Because the engine's backward pass is the exact
+A loss sees the engine's forward record (readout voltage averaged over each step, sampled at
+each step, spikes) and the labels, and returns derivatives of the batch-mean loss with respect to
+those (and, for spike-time losses, to spike times). Time integrals use the step means, so their
+source is spread over the step as in continuous time. Because the engine's backward pass is the exact
 transpose of its readout step, these sources make the W_out gradient exact for the grid loss.
 
 Adding a loss: write a class with `evaluate`, then add it to `LOSSES` at the bottom."""
@@ -67,17 +68,17 @@ class WeightedSumLoss(Loss):
         self.description = description
 
     def weights(self, n_steps, dt):
-        t = (np.arange(n_steps) + 1) * dt  # trace[n] is V(t_{n+1})
+        t = (np.arange(n_steps) + 0.5) * dt  # mid-step: mean_v[n] averages V over [t_n, t_{n+1}]
         return self.weight(t / (n_steps * dt))
 
     def evaluate(self, record, labels, params):
-        B, T, K = record.trace_v.shape
+        B, T, K = record.mean_v.shape
         labels = _check_labels(labels, K, B)
         w = self.weights(T, record.dt)
-        stat = np.einsum("btk,t->bk", record.trace_v, w.astype(record.trace_v.dtype)) / T
+        stat = np.einsum("btk,t->bk", record.mean_v, w.astype(record.mean_v.dtype)) / T
         per_sample, g = _cross_entropy(stat, labels)
-        dl_dtrace = (g[:, None, :] * (w / (T * B))[None, :, None]).astype(record.trace_v.dtype)
-        return LossResult(per_sample.mean(), per_sample, stat.argmax(1), LossSource(dl_dtrace))
+        dl_dmean = (g[:, None, :] * (w / (T * B))[None, :, None]).astype(record.mean_v.dtype)
+        return LossResult(per_sample.mean(), per_sample, stat.argmax(1), LossSource(dl_dmean=dl_dmean))
 
     def __repr__(self):
         return f"WeightedSumLoss({self.name!r})"
@@ -102,7 +103,8 @@ class MaxLoss(Loss):
         bi, ki = np.meshgrid(np.arange(B), np.arange(K), indexing="ij")
         dl_dtrace[bi, m, ki] = g
         dl_dspike = self._kink_term(record, params, m, g)
-        return LossResult(per_sample.mean(), per_sample, stat.argmax(1), LossSource(dl_dtrace, None, dl_dspike))
+        return LossResult(per_sample.mean(), per_sample, stat.argmax(1),
+                          LossSource(dl_dtrace=dl_dtrace, dl_dspike=dl_dspike))
 
     @staticmethod
     def _kink_term(record, params, m, g):
@@ -140,16 +142,16 @@ class AvgXentropyLoss(Loss):
     description = "cross-entropy at every time step, averaged over the trial"
 
     def evaluate(self, record, labels, params):
-        B, T, K = record.trace_v.shape
+        B, T, K = record.mean_v.shape
         labels = _check_labels(labels, K, B)
-        p = _softmax(record.trace_v.astype(np.float64), axis=2)
+        p = _softmax(record.mean_v.astype(np.float64), axis=2)
         pl = p[np.arange(B), :, labels]  # (B, T)
         per_sample = -np.log(np.maximum(pl, 1e-300)).mean(1)
         g = p
         g[np.arange(B), :, labels] -= 1.0
-        dl_dtrace = (g / (T * B)).astype(record.trace_v.dtype)
-        stat = record.trace_v.mean(1)
-        return LossResult(per_sample.mean(), per_sample, stat.argmax(1), LossSource(dl_dtrace))
+        dl_dmean = (g / (T * B)).astype(record.mean_v.dtype)
+        stat = record.mean_v.mean(1)
+        return LossResult(per_sample.mean(), per_sample, stat.argmax(1), LossSource(dl_dmean=dl_dmean))
 
 
 class FirstSpikeLoss(Loss):
@@ -183,7 +185,7 @@ class FirstSpikeLoss(Loss):
         # earliest spike wins; with no spike at all, the highest voltage
         pred = np.where(spiked.any(1), t.argmin(1), record.trace_v.max(1).argmax(1))
         return LossResult(per_sample.mean(), per_sample, pred,
-                          LossSource(dl_dtrace, dl_dt.astype(record.trace_v.dtype)))
+                          LossSource(dl_dtrace=dl_dtrace, dl_dfirst=dl_dt.astype(record.trace_v.dtype)))
 
     def __repr__(self):
         return f"FirstSpikeLoss(tau0={self.tau0}, tau1={self.tau1}, alpha={self.alpha})"

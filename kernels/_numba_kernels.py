@@ -20,10 +20,10 @@ def n_chunks_for(batch_size):
 def forward_kernel(
     n_chunks, in_ptr, in_step, in_ch, n_steps,
     W_in, W_rec, W_out,
-    a_h, c_h, b_h, a_o, c_o, b_o,
+    a_h, c_h, b_h, a_o, c_o, b_o, mv_o, mi_o,
     threshold, min_slope, recurrent, spiking_readout,
     spike_step, spike_id, spike_slope, n_spikes, counts,
-    trace_v, trace_i, first_step, first_slope, state_v, state_i,
+    mean_v, trace_v, trace_i, first_step, first_slope, state_v, state_i,
 ):
     B = in_ptr.shape[0] - 1
     N = W_in.shape[1]
@@ -78,9 +78,10 @@ def forward_kernel(
                         v = 0.0
                     V[j] = v
                 for k in range(K):
+                    mean_v[s, n, k] = mv_o[k] * Vo[k] + mi_o[k] * Io[k]  # step 3
                     v = a_o[k] * Vo[k] + c_o[k] * Io[k]
                     Io[k] = b_o[k] * Io[k]
-                    trace_v[s, n, k] = v  # step 3
+                    trace_v[s, n, k] = v
                     if record_i:
                         trace_i[s, n, k] = Io[k]
                     if spiking_readout and v >= threshold:
@@ -106,10 +107,10 @@ def forward_kernel(
 def backward_kernel(
     n_chunks, in_ptr, in_step, in_ch, n_steps,
     W_rec, W_out,
-    a_h, b_h, d_h, a_o, b_o, d_o, tau_mem_h, tau_syn_h, tau_mem_o,
+    a_h, b_h, d_h, a_o, b_o, d_o, mv_o, mi_o, tau_mem_h, tau_syn_h, tau_mem_o, tau_syn_o,
     threshold, recurrent,
     spike_step, spike_id, spike_slope, n_spikes,
-    dl_dtrace, first_step, first_slope, dl_dfirst, dl_dspike, reg_jump,
+    dl_dmean, dl_dtrace, first_step, first_slope, dl_dfirst, dl_dspike, reg_jump,
     state_v, state_i, da_m, dc_m, dc_s, db_s,
     probe_slot, probe_lv, probe_li, probe_lvo, probe_lio, probe_transport,
     g_in, g_rec, g_out, g_tau_m, g_tau_s,
@@ -119,6 +120,8 @@ def backward_kernel(
     B = in_ptr.shape[0] - 1
     N = W_out.shape[0]
     K = W_out.shape[1]
+    has_mean = dl_dmean.shape[0] > 0
+    has_trace = dl_dtrace.shape[0] > 0
     has_first = first_step.shape[0] > 0
     has_spike_dl = dl_dspike.shape[0] > 0
     train_tau = state_v.shape[0] > 0
@@ -143,12 +146,7 @@ def backward_kernel(
             e = in_ptr[s + 1] - 1
             e_start = in_ptr[s]
             for n in range(n_steps, 0, -1):
-                # step 1: first spike of a spiking readout (dt/dV = 1/slope)
-                if has_first:
-                    for k in range(K):
-                        if first_step[s, k] == n:
-                            lvo[k] += dl_dfirst[s, k] / first_slope[s, k]
-                # step 2: hidden spikes at t_n (spec §2, jump at a hidden spike)
+                # step 1-2: hidden spikes at t_n (spec §2, jump at a hidden spike)
                 q_hi = p
                 while p >= 0 and spike_step[s, p] == n:
                     p -= 1
@@ -180,9 +178,16 @@ def backward_kernel(
                         if has_spike_dl:
                             num += dl_dspike[s, q]
                         lv[j] += num / spike_slope[s, q] - reg_jump[j]
-                # step 3: loss source on the readout voltage at t_n
-                for k in range(K):
-                    lvo[k] -= dl_dtrace[s, n - 1, k] / tau_mem_o[k]
+                # step 3: loss source on the sampled readout voltage V(t_n), and the first spike
+                # of a spiking readout (dt/dV = 1/slope). Hidden spikes of this step arrive after
+                # V_out(t_n) is fixed, so they must not see these.
+                if has_trace:
+                    for k in range(K):
+                        lvo[k] -= dl_dtrace[s, n - 1, k] / tau_mem_o[k]
+                if has_first:
+                    for k in range(K):
+                        if first_step[s, k] == n:
+                            lvo[k] += dl_dfirst[s, k] / first_slope[s, k]
                 if slot >= 0:
                     for j in range(N):
                         probe_lv[slot, n - 1, j] = lv[j]
@@ -206,7 +211,14 @@ def backward_kernel(
                 for k in range(K):
                     lio[k] = b_o[k] * lio[k] + d_o[k] * lvo[k]
                     lvo[k] = a_o[k] * lvo[k]
-                # step 5: input events of step n-1 sample lambda_I
+                # step 5: source on the mean readout voltage over step n-1, which depends on the
+                # state at t_{n-1}: a source spread over the step, so no sawtooth in lambda
+                if has_mean:
+                    for k in range(K):
+                        ell = dl_dmean[s, n - 1, k]
+                        lvo[k] -= mv_o[k] * ell / tau_mem_o[k]
+                        lio[k] -= mi_o[k] * ell / tau_syn_o[k]
+                # step 6: input events of step n-1 sample lambda_I
                 while e >= e_start and in_step[e] == n - 1:
                     gi_row = gi[in_ch[e]]
                     for j in range(N):

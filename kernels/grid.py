@@ -91,6 +91,7 @@ class StepCoefficients:
     """Per-neuron coefficients of one exact step (spec §1) and their tau derivatives.
 
     V <- a V + c I,  I <- b I;  backward lambda_I <- b lambda_I + d lambda_V with d = c tau_m/tau_s.
+    The mean of V over the step is mv V + mi I.
     c = b (dt/tau_m) expm1(x)/x with x = dt/tau_s - dt/tau_m is the usual
     tau_s/(tau_m - tau_s)(a - b), written so that tau_m == tau_s needs no special case."""
 
@@ -103,6 +104,14 @@ class StepCoefficients:
         phi, dphi = _phi(x)
         self.c = self.b * (dt / tm) * phi
         self.d = self.c * tm / ts
+        # mean of V over a step starting from (V, I): mv V + mi I (the readout's loss statistic);
+        # mi integrates c(u) over the step by Gauss-Legendre, exact to rounding for this smooth c
+        self.mv = -np.expm1(-dt / tm) * tm / dt
+        u, wq = np.polynomial.legendre.leggauss(16)
+        u = (u[:, None] + 1.0) * (dt / 2.0)
+        phi_u, _ = _phi(u * (1 / ts - 1 / tm))
+        c_u = np.exp(-u / ts) * (u / tm) * phi_u
+        self.mi = (wq[:, None] * c_u).sum(0) / 2.0
         # derivatives for trainable tau
         self.da_m = self.a * dt / tm**2
         self.db_s = self.b * dt / ts**2

@@ -35,6 +35,7 @@ class NumbaEngine:
         ch = StepCoefficients(p.tau_mem, p.tau_syn, batch.dt)
         co = StepCoefficients(p.tau_mem_out, p.tau_syn_out, batch.dt)
         W_rec = p.W_rec if p.recurrent else np.zeros((0, 0), dtype)
+        mean_v = np.empty((B, T, K), dtype)
         trace_v = np.empty((B, T, K), dtype)
         trace_i = np.empty((B, T, K), dtype) if record_readout_current else _empty(dtype, 3)
         first_step = np.empty((B, K), np.int32) if spiking_readout else _EMPTY_I
@@ -53,9 +54,10 @@ class NumbaEngine:
                 p.W_in, W_rec, p.W_out,
                 ch.a.astype(dtype), ch.c.astype(dtype), ch.b.astype(dtype),
                 co.a.astype(dtype), co.c.astype(dtype), co.b.astype(dtype),
+                co.mv.astype(dtype), co.mi.astype(dtype),
                 dtype.type(THRESHOLD), dtype.type(self.min_slope), p.recurrent, spiking_readout,
                 spike_step, spike_id, spike_slope, n_spikes, counts,
-                trace_v, trace_i, first_step, first_slope, state_v, state_i,
+                mean_v, trace_v, trace_i, first_step, first_slope, state_v, state_i,
             )
             most = int(n_spikes.max()) if B else 0
             if most <= cap:
@@ -63,7 +65,7 @@ class NumbaEngine:
             # the spike store is sized by what batches need; grow it and run again
             self._capacity = int(2 ** np.ceil(np.log2(most * 1.25)))
         return ForwardRecord(
-            spike_step, spike_id, spike_slope, n_spikes, counts, trace_v,
+            spike_step, spike_id, spike_slope, n_spikes, counts, mean_v, trace_v,
             trace_i if record_readout_current else None,
             first_step if spiking_readout else None,
             first_slope if spiking_readout else None,
@@ -83,8 +85,10 @@ class NumbaEngine:
         B, T, N, K = batch.batch_size, batch.n_steps, p.n_hidden, p.n_out
         if train_tau and record.state_v is None:
             raise ValueError("train_tau needs a forward record made with record_state=True")
-        if source.dl_dtrace.shape != (B, T, K):
-            raise ValueError(f"dl_dtrace must have shape {(B, T, K)}, got {source.dl_dtrace.shape}")
+        for name in ("dl_dmean", "dl_dtrace"):
+            x = getattr(source, name)
+            if x is not None and x.shape != (B, T, K):
+                raise ValueError(f"{name} must have shape {(B, T, K)}, got {x.shape}")
         ch = StepCoefficients(p.tau_mem, p.tau_syn, batch.dt)
         co = StepCoefficients(p.tau_mem_out, p.tau_syn_out, batch.dt)
         cast = lambda x: np.ascontiguousarray(x, dtype)  # noqa: E731
@@ -111,10 +115,11 @@ class NumbaEngine:
             n_chunks, batch.ptr, batch.step, batch.channel, T,
             p.W_rec if p.recurrent else np.zeros((0, 0), dtype), p.W_out,
             cast(ch.a), cast(ch.b), cast(ch.d), cast(co.a), cast(co.b), cast(co.d),
-            p.tau_mem, p.tau_syn, p.tau_mem_out,
+            cast(co.mv), cast(co.mi), p.tau_mem, p.tau_syn, p.tau_mem_out, p.tau_syn_out,
             dtype.type(THRESHOLD), p.recurrent,
             record.spike_step, record.spike_id, record.spike_slope, record.n_spikes,
-            cast(source.dl_dtrace),
+            cast(source.dl_dmean) if source.dl_dmean is not None else _empty(dtype, 3),
+            cast(source.dl_dtrace) if source.dl_dtrace is not None else _empty(dtype, 3),
             record.first_step if has_first else _EMPTY_I,
             record.first_slope if has_first else _empty(dtype, 2),
             cast(source.dl_dfirst) if has_first else _empty(dtype, 2),

@@ -61,6 +61,7 @@ class ForwardRecord(NamedTuple):
     spike_slope: np.ndarray  # (B, cap): I - threshold at the spike (tau_m * dV/dt)
     n_spikes: np.ndarray  # (B,) int64
     counts: np.ndarray  # (B, n_hidden) int32 spike counts
+    mean_v: np.ndarray  # (B, n_steps, n_out): readout V averaged over each step [t_n, t_{n+1}]
     trace_v: np.ndarray  # (B, n_steps, n_out): readout V at t_1 .. t_T
     trace_i: Optional[np.ndarray]  # (B, n_steps, n_out): readout I before hidden spikes arrive
     first_step: Optional[np.ndarray]  # (B, n_out) int32, -1 = no spike (spiking readout)
@@ -79,7 +80,8 @@ class ForwardRecord(NamedTuple):
 class LossSource(NamedTuple):
     """A loss's adjoint source for the batch (derivatives of the batch-mean loss)."""
 
-    dl_dtrace: np.ndarray  # (B, n_steps, n_out): dL/dV_out(t_{n+1})
+    dl_dmean: Optional[np.ndarray] = None  # (B, n_steps, n_out): dL/d(mean V_out over step n)
+    dl_dtrace: Optional[np.ndarray] = None  # (B, n_steps, n_out): dL/dV_out(t_{n+1})
     dl_dfirst: Optional[np.ndarray] = None  # (B, n_out): dL/d(first spike time of readout)
     dl_dspike: Optional[np.ndarray] = None  # (B, cap): dL/d(hidden spike time), aligned with record
 

@@ -107,6 +107,7 @@ def _root(V0, I0, tm, ts, s_end):
 class Result:
     """Outcome of one trial.
 
+    in_t: the input event times; recurrent: whether W_rec was given.
     hid_t, hid_j, hid_slope: hidden spikes in time order (time, neuron, I − ϑ = τ_m V̇⁻ at the spike).
     spike_times: list of per-neuron spike-time arrays; counts: spikes per hidden neuron.
     out_t, out_V, out_I: readout event times (0, then every hidden spike) and readout state right
@@ -199,7 +200,7 @@ def simulate(params, times, channels, T, spiking_readout=False):
     sp = np.array(spikes, dtype=float).reshape(-1, 3)
     hid_j = sp[:, 1].astype(int)
     res = Result(
-        T=float(T), tau_hid=tau_h, tau_out=tau_o,
+        T=float(T), tau_hid=tau_h, tau_out=tau_o, in_t=times, recurrent=W_rec is not None,
         hid_t=sp[:, 0], hid_j=hid_j, hid_slope=sp[:, 2],
         spike_times=[sp[hid_j == j, 0] for j in range(n_hid)],
         counts=np.bincount(hid_j, minlength=n_hid),
@@ -360,11 +361,21 @@ def batch_loss(name, params, samples, labels, T, **kw):
 # ------------------------------------------------------------------------ smoothness signatures
 
 def signature_from_result(res, loss=None):
-    """Hashable signature that changes where the loss stops being smooth in the parameters:
-    hidden spike counts; for loss='first_spike' also the interval of each readout's first spike;
-    for loss='max' also where each readout's maximum sits (intervals named by their opening spike,
-    so spikes of different neurons swapping order do not count as a change)."""
-    sig = [tuple(int(c) for c in res.counts)]
+    """Hashable signature that changes wherever the loss can stop being smooth in the parameters.
+
+    A spike creation/deletion is a jump. A hidden spike passing an event that changes its neuron's
+    I (any input: W_in is dense; any hidden spike if recurrent) is a kink: V̇ at the crossing jumps,
+    so dt_spike/dθ = −∂_θV/V̇ does too. Hence: (spike counts, per neuron and spike the number of
+    input events [and, if recurrent, hidden spikes] before it). For loss='first_spike' also the
+    interval of each readout's first spike; for loss='max' where each readout's maximum sits
+    (intervals named by their opening spike, so harmless order changes do not count)."""
+    before_in = np.searchsorted(res.in_t, res.hid_t, side="left")
+    order = []
+    for j in range(len(res.counts)):
+        mine = np.flatnonzero(res.hid_j == j)
+        order.append(tuple((int(before_in[q]), int(q)) if res.recurrent else int(before_in[q])
+                           for q in mine))
+    sig = [tuple(int(c) for c in res.counts), tuple(order)]
     ids = res.interval_ids()
     if loss == "first_spike":
         sig.append(tuple(None if e is None else ids[e] for e in res.out_first_interval))
@@ -374,7 +385,7 @@ def signature_from_result(res, loss=None):
 
 
 def spike_counts(params, times, channels, T, loss=None):
-    """signature_from_result of one simulated sample (hidden counts first)."""
+    """signature_from_result of one simulated sample; its first element is the hidden counts."""
     res = simulate(params, times, channels, T, spiking_readout=(loss == "first_spike"))
     return signature_from_result(res, loss)
 

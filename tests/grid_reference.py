@@ -1,0 +1,163 @@
+"""Independent plain-numpy reference of the engine's FORWARD pass on the dt grid (docs/engine.md).
+
+Written from the contract in docs/engine.md, not from the kernels: float64 throughout, loops over
+steps, numpy over neurons. Imports nothing from `kernels` or `eventprop_lab`.
+
+Parameters are plain arrays in the order of `kernels.Params`: W_in (n_in, n_hid), W_rec
+(n_hid, n_hid) or None, W_out (n_hid, n_out), tau_mem, tau_syn (n_hid,), tau_mem_out,
+tau_syn_out (n_out,), so a test can call `forward_reference(samples, dt, n_steps, *params)`.
+A sample is a pair (times_ms, channels).
+"""
+import math
+from dataclasses import dataclass
+from typing import List, Optional
+
+import numpy as np
+
+THRESHOLD = 1.0  # ϑ; reset is to 0
+GRID_TOL = 1e-9  # in units of steps: a time this close to a grid time lies on it
+
+
+def step_coefficients(tau_mem, tau_syn, dt):
+    """(a, b, c) of one exact step from t_n to t_{n+1} (docs/engine.md, Grid, item 2):
+
+        a = exp(−dt/τ_m),  b = exp(−dt/τ_s),  c = τ_s/(τ_m − τ_s)·(a − b),  c = a·dt/τ_m if τ_m == τ_s.
+
+    a − b is evaluated as b·expm1(dt(τ_m − τ_s)/(τ_m τ_s)), the same number without the
+    cancellation of subtracting two nearly equal exponentials (τ_m − τ_s is exact in floating point
+    when the two are close), so τ_m = τ_s(1 + 1e-7) is as accurate as any other τ."""
+    tm = np.atleast_1d(np.asarray(tau_mem, np.float64))
+    ts = np.atleast_1d(np.asarray(tau_syn, np.float64))
+    dt = float(dt)
+    a = np.exp(-dt / tm)
+    b = np.exp(-dt / ts)
+    c = np.empty_like(a)
+    for j in range(len(tm)):
+        if tm[j] == ts[j]:
+            c[j] = a[j] * dt / tm[j]
+        else:
+            x = dt * (tm[j] - ts[j]) / (tm[j] * ts[j])  # = dt/τ_s − dt/τ_m
+            a_minus_b = b[j] * math.expm1(x)
+            c[j] = ts[j] / (tm[j] - ts[j]) * a_minus_b
+    return a, b, c
+
+
+def event_step(t, dt):
+    """Grid step of an input event at time t: floor(t/dt), except that a time on a grid time
+    (within GRID_TOL steps, e.g. 0.3 ms with dt = 0.1) goes to that grid time's own step."""
+    q = float(t) / float(dt)
+    r = round(q)
+    if abs(q - r) <= GRID_TOL:
+        return int(r)
+    return int(math.floor(q))
+
+
+def bin_events(times, channels, dt, n_steps):
+    """Per-step lists of the channels of the events of one sample; events at or after the trial
+    end T = n_steps·dt are dropped. Order within a step is the order of the input."""
+    per_step = [[] for _ in range(n_steps)]
+    for t, ch in zip(np.asarray(times, np.float64).tolist(), np.asarray(channels).tolist()):
+        n = event_step(t, dt)
+        if n < n_steps:
+            per_step[n].append(int(ch))
+    return per_step
+
+
+@dataclass
+class SampleResult:
+    """Reference forward record of one sample (all float64 / int64)."""
+
+    spike_step: np.ndarray  # (S,) hidden spike at t = step·dt; ordered by step, then neuron id
+    spike_id: np.ndarray  # (S,)
+    spike_slope: np.ndarray  # (S,) I − ϑ at the spike, NOT floored
+    counts: np.ndarray  # (n_hid,)
+    trace_v: np.ndarray  # (n_steps, n_out): V_out(t_1 .. t_T), before any readout reset
+    trace_i: np.ndarray  # (n_steps, n_out): I_out at t_{n+1} before hidden spikes of step n+1 arrive
+    first_step: Optional[np.ndarray]  # (n_out,) step of the first readout spike, −1 if none
+    first_slope: Optional[np.ndarray]  # (n_out,) I_out − ϑ at that spike, NOT floored (NaN if none)
+    state_v: np.ndarray  # (n_steps, n_hid): hidden V at t_n after the inputs of step n
+    state_i: np.ndarray  # (n_steps, n_hid): hidden I at t_n after the inputs of step n
+
+    @property
+    def n_spikes(self):
+        return len(self.spike_step)
+
+
+def forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, tau_syn,
+                   tau_mem_out, tau_syn_out, spiking_readout=False) -> SampleResult:
+    """The time-stepped scheme of docs/engine.md for one sample."""
+    f64 = lambda x: np.asarray(x, np.float64)  # noqa: E731
+    W_in, W_out = f64(W_in), f64(W_out)
+    W_rec = None if W_rec is None else f64(W_rec)
+    n_hid, n_out = W_in.shape[1], W_out.shape[1]
+    a_h, b_h, c_h = step_coefficients(tau_mem, tau_syn, dt)
+    a_o, b_o, c_o = step_coefficients(tau_mem_out, tau_syn_out, dt)
+    events = bin_events(times, channels, dt, n_steps)
+
+    V = np.zeros(n_hid)
+    I = np.zeros(n_hid)
+    Vo = np.zeros(n_out)
+    Io = np.zeros(n_out)
+    sp_step, sp_id, sp_slope = [], [], []
+    counts = np.zeros(n_hid, np.int64)
+    trace_v = np.zeros((n_steps, n_out))
+    trace_i = np.zeros((n_steps, n_out))
+    state_v = np.zeros((n_steps, n_hid))
+    state_i = np.zeros((n_steps, n_hid))
+    first_step = np.full(n_out, -1, np.int64)
+    first_slope = np.full(n_out, np.nan)
+
+    for n in range(n_steps):
+        # 1. input events of step n arrive at t_n
+        for ch in events[n]:
+            I = I + W_in[ch]
+        state_v[n] = V
+        state_i[n] = I
+        # 2. exact propagation of every neuron from t_n to t_{n+1}
+        V = a_h * V + c_h * I
+        I = b_h * I
+        Vo = a_o * Vo + c_o * Io
+        Io = b_o * Io
+        # 3. readout voltage (and current, before hidden spikes arrive) at t_{n+1}
+        trace_v[n] = Vo
+        trace_i[n] = Io
+        # 4. hidden neurons at or above threshold spike at t_{n+1} and reset
+        fired = np.flatnonzero(V >= THRESHOLD)  # ascending neuron id
+        for j in fired:
+            sp_step.append(n + 1)
+            sp_id.append(int(j))
+            sp_slope.append(I[j] - THRESHOLD)
+        counts[fired] += 1
+        V[fired] = 0.0
+        if spiking_readout:
+            for k in np.flatnonzero(Vo >= THRESHOLD):
+                if first_step[k] < 0:
+                    first_step[k] = n + 1
+                    first_slope[k] = Io[k] - THRESHOLD
+                Vo[k] = 0.0
+        # 5. hidden spikes add their rows to the currents of their targets, arriving at t_{n+1}
+        for j in fired:
+            if W_rec is not None:
+                I = I + W_rec[j]
+            Io = Io + W_out[j]
+
+    return SampleResult(
+        spike_step=np.asarray(sp_step, np.int64),
+        spike_id=np.asarray(sp_id, np.int64),
+        spike_slope=np.asarray(sp_slope, np.float64),
+        counts=counts,
+        trace_v=trace_v,
+        trace_i=trace_i,
+        first_step=first_step if spiking_readout else None,
+        first_slope=first_slope if spiking_readout else None,
+        state_v=state_v,
+        state_i=state_i,
+    )
+
+
+def forward_reference(samples, dt, n_steps, W_in, W_rec, W_out, tau_mem, tau_syn, tau_mem_out,
+                      tau_syn_out, spiking_readout=False) -> List[SampleResult]:
+    """forward_sample for each (times_ms, channels) pair of a batch."""
+    return [forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, tau_syn,
+                           tau_mem_out, tau_syn_out, spiking_readout=spiking_readout)
+            for times, channels in samples]
