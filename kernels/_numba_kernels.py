@@ -64,32 +64,38 @@ def forward_kernel(
                 n_fired = 0
                 for j in range(N):
                     v = a_h[j] * V[j] + c_h[j] * I[j]
-                    I[j] = b_h[j] * I[j]
+                    i_next = b_h[j] * I[j]
                     if v >= threshold:
-                        # step 4: spike at t_{n+1}; slope = tau_m * dV/dt at the crossing
+                        # step 4: spike at t_{n+1}; slope = tau_m dV/dt = I - threshold at the
+                        # crossing, with I interpolated to where V crosses within the step
                         fired[n_fired] = j
                         n_fired += 1
                         if ns < cap:
+                            frac = (threshold - V[j]) / (v - V[j])
+                            i_cross = I[j] + frac * (i_next - I[j])
                             spike_step[s, ns] = n + 1
                             spike_id[s, ns] = j
-                            spike_slope[s, ns] = max(I[j] - threshold, min_slope)
+                            spike_slope[s, ns] = max(i_cross - threshold, min_slope)
                         ns += 1
                         counts[s, j] += 1
                         v = 0.0
                     V[j] = v
+                    I[j] = i_next
                 for k in range(K):
                     mean_v[s, n, k] = mv_o[k] * Vo[k] + mi_o[k] * Io[k]  # step 3
                     v = a_o[k] * Vo[k] + c_o[k] * Io[k]
-                    Io[k] = b_o[k] * Io[k]
+                    i_next = b_o[k] * Io[k]
                     trace_v[s, n, k] = v
                     if record_i:
-                        trace_i[s, n, k] = Io[k]
+                        trace_i[s, n, k] = i_next
                     if spiking_readout and v >= threshold:
                         if first_step[s, k] < 0:
+                            frac = (threshold - Vo[k]) / (v - Vo[k])
                             first_step[s, k] = n + 1
-                            first_slope[s, k] = max(Io[k] - threshold, min_slope)
+                            first_slope[s, k] = max(Io[k] + frac * (i_next - Io[k]) - threshold, min_slope)
                         v = 0.0
                     Vo[k] = v
+                    Io[k] = i_next
                 # step 5: spikes reach their targets at t_{n+1}
                 for f in range(n_fired):
                     j = fired[f]

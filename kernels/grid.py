@@ -9,9 +9,10 @@ def make_batch(samples, n_channels, dt, n_steps):
 
     Events at or after the trial end (n_steps * dt) are cropped; anything malformed raises
     ValueError naming the sample and the problem."""
-    if not (np.isfinite(dt) and dt > 0):
+    if not (isinstance(dt, (int, float, np.integer, np.floating)) and np.isfinite(dt) and dt > 0):
         raise ValueError(f"dt must be a positive number of ms, got {dt!r}")
-    if int(n_steps) != n_steps or n_steps < 1:
+    if not (isinstance(n_steps, (int, float, np.integer, np.floating)) and np.isfinite(n_steps)
+            and n_steps >= 1 and int(n_steps) == n_steps):
         raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
     n_steps = int(n_steps)
     ptr = np.zeros(len(samples) + 1, np.int64)
@@ -27,8 +28,8 @@ def make_batch(samples, n_channels, dt, n_steps):
             raise ValueError(
                 f"sample {s}: times and channels must be 1-d arrays of equal length, "
                 f"got shapes {times.shape} and {channels.shape}")
-        if len(times) and not np.issubdtype(times.dtype, np.number):
-            raise ValueError(f"sample {s}: times must be numbers (ms), got dtype {times.dtype}")
+        if len(times) and not (np.issubdtype(times.dtype, np.integer) or np.issubdtype(times.dtype, np.floating)):
+            raise ValueError(f"sample {s}: times must be real numbers (ms), got dtype {times.dtype}")
         if len(channels) and not np.issubdtype(channels.dtype, np.integer):
             raise ValueError(f"sample {s}: channel ids must be integers, got dtype {channels.dtype}")
         times = times.astype(np.float64)
@@ -42,8 +43,8 @@ def make_batch(samples, n_channels, dt, n_steps):
         if np.any(np.diff(times) < 0):
             raise ValueError(f"sample {s}: events are not sorted by time")
         # the small tolerance keeps times that lie on the grid on their own step
-        step = np.floor(times / dt + 1e-9).astype(np.int64)
-        keep = step < n_steps
+        step = np.floor(times / dt + 1e-9)
+        keep = step < n_steps  # crop before the integer cast, so huge times cannot wrap around
         steps.append(step[keep].astype(np.int32))
         chans.append(channels[keep].astype(np.int32))
         ptr[s + 1] = ptr[s] + int(keep.sum())
@@ -54,6 +55,8 @@ def make_batch(samples, n_channels, dt, n_steps):
 
 def check_params(params: Params):
     """Raise ValueError if shapes disagree or any value is NaN, infinite or out of range."""
+    if np.ndim(params.W_in) != 2:
+        raise ValueError(f"W_in must be a 2-d array (n_in, n_hidden), got shape {np.shape(params.W_in)}")
     n_in, n_hid = np.shape(params.W_in)
     if params.W_out.ndim != 2 or params.W_out.shape[0] != n_hid:
         raise ValueError(f"W_out must have shape ({n_hid}, n_out), got {params.W_out.shape}")

@@ -148,7 +148,8 @@ def simulate(params, times, channels, T, spiking_readout=False):
     """Simulate one trial on [0, T] from rest; returns a Result."""
     times = np.asarray(times, dtype=float)
     channels = np.asarray(channels, dtype=int)
-    assert np.all(np.diff(times) >= 0), "input events must be time-sorted"
+    assert np.all(np.diff(times) >= 0) and np.all(times >= 0), "inputs: sorted times ≥ 0"
+    times, channels = times[times < T], channels[times < T]
     W_in, W_rec, W_out = params["W_in"], params.get("W_rec"), params["W_out"]
     tau_h = _Tau(params["tau_mem"], params["tau_syn"])
     tau_o = _Tau(params["tau_mem_out"], params["tau_syn_out"])
@@ -360,14 +361,14 @@ def batch_loss(name, params, samples, labels, T, **kw):
 
 # ------------------------------------------------------------------------ smoothness signatures
 
-def signature_from_result(res, loss=None):
+def signature_from_result(res, loss_name=None):
     """Hashable signature that changes wherever the loss can stop being smooth in the parameters.
 
     A spike creation/deletion is a jump. A hidden spike passing an event that changes its neuron's
     I (any input: W_in is dense; any hidden spike if recurrent) is a kink: V̇ at the crossing jumps,
     so dt_spike/dθ = −∂_θV/V̇ does too. Hence: (spike counts, per neuron and spike the number of
-    input events [and, if recurrent, hidden spikes] before it). For loss='first_spike' also the
-    interval of each readout's first spike; for loss='max' where each readout's maximum sits
+    input events [and, if recurrent, hidden spikes] before it). For loss_name='first_spike' also
+    the interval of each readout's first spike; for 'max' where each readout's maximum sits
     (intervals named by their opening spike, so harmless order changes do not count)."""
     before_in = np.searchsorted(res.in_t, res.hid_t, side="left")
     order = []
@@ -377,21 +378,21 @@ def signature_from_result(res, loss=None):
                            for q in mine))
     sig = [tuple(int(c) for c in res.counts), tuple(order)]
     ids = res.interval_ids()
-    if loss == "first_spike":
+    if loss_name == "first_spike":
         sig.append(tuple(None if e is None else ids[e] for e in res.out_first_interval))
-    if loss == "max":
+    if loss_name == "max":
         sig.append(tuple((ids[e], kind) for e, kind in readout_max(res)[1]))
     return tuple(sig)
 
 
-def spike_counts(params, times, channels, T, loss=None):
+def spike_counts(params, times, channels, T, loss_name=None):
     """signature_from_result of one simulated sample; its first element is the hidden counts."""
-    res = simulate(params, times, channels, T, spiking_readout=(loss == "first_spike"))
-    return signature_from_result(res, loss)
+    res = simulate(params, times, channels, T, spiking_readout=(loss_name == "first_spike"))
+    return signature_from_result(res, loss_name)
 
 
-def batch_spike_counts(params, samples, T, loss=None):
-    return tuple(spike_counts(params, tm, ch, T, loss=loss) for tm, ch in samples)
+def batch_spike_counts(params, samples, T, loss_name=None):
+    return tuple(spike_counts(params, tm, ch, T, loss_name) for tm, ch in samples)
 
 
 def batch_loss_and_counts(name, params, samples, labels, T, **kw):
@@ -425,7 +426,7 @@ def random_network(rng, n_in=20, n_hid=8, n_out=3, recurrent=True, heterogeneous
     tau_mem, tau_syn = taus(n_hid)
     tau_mem_out, tau_syn_out = taus(n_out)
     # input drive per neuron ≈ rate·w·τ_s; scale W_in by 1/τ_s so every neuron sits near threshold
-    W_in = rng.normal(0.35, 0.2, (n_in, n_hid)) * (5.0 / tau_syn)
+    W_in = rng.normal(0.4, 0.2, (n_in, n_hid)) * (5.0 / tau_syn)
     params = dict(
         W_in=W_in,
         W_rec=rng.normal(0.0, 0.15, (n_hid, n_hid)) if recurrent else None,

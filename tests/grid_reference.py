@@ -42,6 +42,24 @@ def step_coefficients(tau_mem, tau_syn, dt):
     return a, b, c
 
 
+def mean_coefficients(tau_mem, tau_syn, dt):
+    """(mv, mi) with mean of V over [t_n, t_{n+1}] = mv·V(t_n) + mi·I(t_n) (docs/engine.md, Grid,
+    item 3): mv = τ_m(1 − a)/dt, mi = (1/dt)∫₀^dt c(u) du.
+
+    mi from integrating the ODE over the step instead of c(u): τ_m(V(dt) − V(0)) = ∫(I − V), so
+    ∫V = ∫I − τ_m(V(dt) − V(0)) = τ_m(1 − a)V + (τ_s(1 − b) − τ_m c)I. No division by τ_m − τ_s,
+    so τ_m ≈ τ_s needs no care beyond that already in c."""
+    tm = np.atleast_1d(np.asarray(tau_mem, np.float64))
+    ts = np.atleast_1d(np.asarray(tau_syn, np.float64))
+    dt = float(dt)
+    _, _, c = step_coefficients(tm, ts, dt)
+    one_minus_a = -np.expm1(-dt / tm)
+    one_minus_b = -np.expm1(-dt / ts)
+    mv = tm * one_minus_a / dt
+    mi = (ts * one_minus_b - tm * c) / dt
+    return mv, mi
+
+
 def event_step(t, dt):
     """Grid step of an input event at time t: floor(t/dt), except that a time on a grid time
     (within GRID_TOL steps, e.g. 0.3 ms with dt = 0.1) goes to that grid time's own step."""
@@ -69,8 +87,9 @@ class SampleResult:
 
     spike_step: np.ndarray  # (S,) hidden spike at t = step·dt; ordered by step, then neuron id
     spike_id: np.ndarray  # (S,)
-    spike_slope: np.ndarray  # (S,) I − ϑ at the spike, NOT floored
+    spike_slope: np.ndarray  # (S,) I − ϑ at the interpolated crossing, NOT floored
     counts: np.ndarray  # (n_hid,)
+    mean_v: np.ndarray  # (n_steps, n_out): V_out averaged over [t_n, t_{n+1}]
     trace_v: np.ndarray  # (n_steps, n_out): V_out(t_1 .. t_T), before any readout reset
     trace_i: np.ndarray  # (n_steps, n_out): I_out at t_{n+1} before hidden spikes of step n+1 arrive
     first_step: Optional[np.ndarray]  # (n_out,) step of the first readout spike, −1 if none
@@ -92,6 +111,7 @@ def forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, ta
     n_hid, n_out = W_in.shape[1], W_out.shape[1]
     a_h, b_h, c_h = step_coefficients(tau_mem, tau_syn, dt)
     a_o, b_o, c_o = step_coefficients(tau_mem_out, tau_syn_out, dt)
+    mv_o, mi_o = mean_coefficients(tau_mem_out, tau_syn_out, dt)
     events = bin_events(times, channels, dt, n_steps)
 
     V = np.zeros(n_hid)
@@ -100,6 +120,7 @@ def forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, ta
     Io = np.zeros(n_out)
     sp_step, sp_id, sp_slope = [], [], []
     counts = np.zeros(n_hid, np.int64)
+    mean_v = np.zeros((n_steps, n_out))
     trace_v = np.zeros((n_steps, n_out))
     trace_i = np.zeros((n_steps, n_out))
     state_v = np.zeros((n_steps, n_hid))
@@ -113,7 +134,10 @@ def forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, ta
             I = I + W_in[ch]
         state_v[n] = V
         state_i[n] = I
+        # 3 (first half). mean readout voltage over [t_n, t_{n+1}]: a function of the state at t_n
+        mean_v[n] = mv_o * Vo + mi_o * Io
         # 2. exact propagation of every neuron from t_n to t_{n+1}
+        V_prev, I_prev, Vo_prev, Io_prev = V, I, Vo, Io
         V = a_h * V + c_h * I
         I = b_h * I
         Vo = a_o * Vo + c_o * Io
@@ -126,14 +150,17 @@ def forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, ta
         for j in fired:
             sp_step.append(n + 1)
             sp_id.append(int(j))
-            sp_slope.append(I[j] - THRESHOLD)
+            # I at the crossing, linearly interpolated to where V crosses within the step
+            frac = (THRESHOLD - V_prev[j]) / (V[j] - V_prev[j])
+            sp_slope.append(I_prev[j] + frac * (I[j] - I_prev[j]) - THRESHOLD)
         counts[fired] += 1
         V[fired] = 0.0
         if spiking_readout:
             for k in np.flatnonzero(Vo >= THRESHOLD):
                 if first_step[k] < 0:
                     first_step[k] = n + 1
-                    first_slope[k] = Io[k] - THRESHOLD
+                    frac = (THRESHOLD - Vo_prev[k]) / (Vo[k] - Vo_prev[k])
+                    first_slope[k] = Io_prev[k] + frac * (Io[k] - Io_prev[k]) - THRESHOLD
                 Vo[k] = 0.0
         # 5. hidden spikes add their rows to the currents of their targets, arriving at t_{n+1}
         for j in fired:
@@ -146,6 +173,7 @@ def forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, ta
         spike_id=np.asarray(sp_id, np.int64),
         spike_slope=np.asarray(sp_slope, np.float64),
         counts=counts,
+        mean_v=mean_v,
         trace_v=trace_v,
         trace_i=trace_i,
         first_step=first_step if spiking_readout else None,
