@@ -20,9 +20,9 @@ def n_chunks_for(batch_size):
 def forward_kernel(
     n_chunks, in_ptr, in_step, in_ch, n_steps,
     W_in, W_rec, W_out,
-    a_h, c_h, b_h, a_o, c_o, b_o, mv_o, mi_o,
+    a_h, c_h, b_h, a_o, c_o, b_o, mv_o, mi_o, itm_h, its_h, itm_o, its_o, dt,
     threshold, min_slope, recurrent, spiking_readout,
-    spike_step, spike_id, spike_slope, n_spikes, counts,
+    spike_step, spike_id, spike_slope, spike_lag, n_spikes, counts,
     mean_v, trace_v, trace_i, first_step, first_slope, state_v, state_i,
 ):
     B = in_ptr.shape[0] - 1
@@ -37,6 +37,7 @@ def forward_kernel(
         Vo = np.zeros(K, W_in.dtype)
         Io = np.zeros(K, W_in.dtype)
         fired = np.empty(N, np.int32)
+        lag = np.empty(N, W_in.dtype)
         for s in range(chunk, B, n_chunks):
             V[:] = 0.0
             I[:] = 0.0
@@ -68,17 +69,24 @@ def forward_kernel(
                     if v >= threshold:
                         # step 4: spike at t_{n+1}; slope = tau_m dV/dt = I - threshold at the
                         # crossing, with I interpolated to where V crosses within the step
-                        fired[n_fired] = j
-                        n_fired += 1
-                        if ns < cap:
+                        # V may start the step above threshold (pushed there by a PSP at
+                        # t_n): then it crossed at t_n
+                        frac = 0.0
+                        if V[j] < threshold:
                             frac = (threshold - V[j]) / (v - V[j])
-                            i_cross = I[j] + frac * (i_next - I[j])
+                        i_cross = I[j] + frac * (i_next - I[j])
+                        fired[n_fired] = j
+                        lag[n_fired] = (1.0 - frac) * dt
+                        if ns < cap:
                             spike_step[s, ns] = n + 1
                             spike_id[s, ns] = j
                             spike_slope[s, ns] = max(i_cross - threshold, min_slope)
+                            spike_lag[s, ns] = lag[n_fired]
+                        n_fired += 1
                         ns += 1
                         counts[s, j] += 1
-                        v = 0.0
+                        # reset at the crossing, then integrate for the rest of the step
+                        v = lag[n_fired - 1] * i_cross * itm_h[j]
                     V[j] = v
                     I[j] = i_next
                 for k in range(K):
@@ -90,7 +98,9 @@ def forward_kernel(
                         trace_i[s, n, k] = i_next
                     if spiking_readout and v >= threshold:
                         if first_step[s, k] < 0:
-                            frac = (threshold - Vo[k]) / (v - Vo[k])
+                            frac = 0.0
+                            if Vo[k] < threshold:
+                                frac = (threshold - Vo[k]) / (v - Vo[k])
                             first_step[s, k] = n + 1
                             first_slope[s, k] = max(Io[k] + frac * (i_next - Io[k]) - threshold, min_slope)
                         v = 0.0
@@ -99,13 +109,16 @@ def forward_kernel(
                 # step 5: spikes reach their targets at t_{n+1}
                 for f in range(n_fired):
                     j = fired[f]
+                    dl = lag[f]
                     if recurrent:
                         row = W_rec[j]
                         for m in range(N):
-                            I[m] += row[m]
+                            I[m] += row[m] * (1.0 - dl * its_h[m])
+                            V[m] += row[m] * (dl * itm_h[m])
                     row_o = W_out[j]
                     for k in range(K):
-                        Io[k] += row_o[k]
+                        Io[k] += row_o[k] * (1.0 - dl * its_o[k])
+                        Vo[k] += row_o[k] * (dl * itm_o[k])
             n_spikes[s] = ns
 
 
@@ -115,7 +128,7 @@ def backward_kernel(
     W_rec, W_out,
     a_h, b_h, d_h, a_o, b_o, d_o, mv_o, mi_o, tau_mem_h, tau_syn_h, tau_mem_o, tau_syn_o,
     threshold, recurrent,
-    spike_step, spike_id, spike_slope, n_spikes,
+    spike_step, spike_id, spike_slope, spike_lag, n_spikes,
     dl_dmean, dl_dtrace, first_step, first_slope, dl_dfirst, dl_dspike, reg_jump,
     state_v, state_i, da_m, dc_m, dc_s, db_s,
     probe_slot, probe_lv, probe_li, probe_lvo, probe_lio, probe_transport,
@@ -138,6 +151,10 @@ def backward_kernel(
         lio = np.zeros(K, W_out.dtype)
         diff = np.zeros(N, W_out.dtype)
         diff_o = np.zeros(K, W_out.dtype)
+        corr = np.zeros(N, W_out.dtype)
+        corr_o = np.zeros(K, W_out.dtype)
+        dsyn = np.zeros(N, W_out.dtype)
+        dsyn_o = np.zeros(K, W_out.dtype)
         moved = np.zeros(N, W_out.dtype)
         gi = g_in[chunk]
         gr = g_rec[chunk]
@@ -157,33 +174,43 @@ def backward_kernel(
                 while p >= 0 and spike_step[s, p] == n:
                     p -= 1
                 if q_hi > p:
+                    # lambda at the crossing, lag before t_n, to first order in the lag
                     for m in range(N):
                         diff[m] = lv[m] - li[m]
+                        dsyn[m] = diff[m] / tau_syn_h[m]
+                        corr[m] = lv[m] / tau_mem_h[m] + dsyn[m]
                     for k in range(K):
                         diff_o[k] = lvo[k] - lio[k]
+                        dsyn_o[k] = diff_o[k] / tau_syn_o[k]
+                        corr_o[k] = lvo[k] / tau_mem_o[k] + dsyn_o[k]
                     for q in range(p + 1, q_hi + 1):
                         j = spike_id[s, q]
+                        dl = spike_lag[s, q]
                         t = 0.0
                         row_o = W_out[j]
                         go_j = go[j]
                         for k in range(K):
-                            go_j[k] += lio[k]
-                            t += row_o[k] * diff_o[k]
+                            go_j[k] += lio[k] + dl * dsyn_o[k]
+                            t += row_o[k] * (diff_o[k] - dl * corr_o[k])
                         if recurrent:
                             row = W_rec[j]
                             gr_j = gr[j]
                             for m in range(N):
-                                gr_j[m] += li[m]
-                                t += row[m] * diff[m]
+                                gr_j[m] += li[m] + dl * dsyn[m]
+                                t += row[m] * (diff[m] - dl * corr[m])
                         moved[q - p - 1] = t
                         if slot >= 0:
                             probe_transport[slot, q] = t
                     for q in range(p + 1, q_hi + 1):
                         j = spike_id[s, q]
-                        num = threshold * lv[j] + moved[q - p - 1]
+                        dl = spike_lag[s, q]
+                        # the jump happens at the crossing, lag before t_n; carry it to t_n
+                        num = threshold * lv[j] * (1.0 - dl / tau_mem_h[j]) + moved[q - p - 1]
                         if has_spike_dl:
                             num += dl_dspike[s, q]
-                        lv[j] += num / spike_slope[s, q] - reg_jump[j]
+                        jump = num / spike_slope[s, q] - reg_jump[j]
+                        lv[j] += jump * (1.0 + dl / tau_mem_h[j])
+                        li[j] -= jump * (dl / tau_syn_h[j])
                 # step 3: loss source on the sampled readout voltage V(t_n), and the first spike
                 # of a spiking readout (dt/dV = 1/slope). Hidden spikes of this step arrive after
                 # V_out(t_n) is fixed, so they must not see these.

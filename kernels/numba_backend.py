@@ -49,14 +49,17 @@ class NumbaEngine:
             spike_step = np.empty((B, cap), np.int32)
             spike_id = np.empty((B, cap), np.int32)
             spike_slope = np.empty((B, cap), dtype)
+            spike_lag = np.empty((B, cap), dtype)
             nk.forward_kernel(
                 nk.n_chunks_for(B), batch.ptr, batch.step, batch.channel, T,
                 p.W_in, W_rec, p.W_out,
                 ch.a.astype(dtype), ch.c.astype(dtype), ch.b.astype(dtype),
                 co.a.astype(dtype), co.c.astype(dtype), co.b.astype(dtype),
                 co.mv.astype(dtype), co.mi.astype(dtype),
+                (1 / p.tau_mem).astype(dtype), (1 / p.tau_syn).astype(dtype),
+                (1 / p.tau_mem_out).astype(dtype), (1 / p.tau_syn_out).astype(dtype), dtype.type(batch.dt),
                 dtype.type(THRESHOLD), dtype.type(self.min_slope), p.recurrent, spiking_readout,
-                spike_step, spike_id, spike_slope, n_spikes, counts,
+                spike_step, spike_id, spike_slope, spike_lag, n_spikes, counts,
                 mean_v, trace_v, trace_i, first_step, first_slope, state_v, state_i,
             )
             most = int(n_spikes.max()) if B else 0
@@ -65,7 +68,7 @@ class NumbaEngine:
             # the spike store is sized by what batches need; grow it and run again
             self._capacity = int(2 ** np.ceil(np.log2(most * 1.25)))
         return ForwardRecord(
-            spike_step, spike_id, spike_slope, n_spikes, counts, mean_v, trace_v,
+            spike_step, spike_id, spike_slope, spike_lag, n_spikes, counts, mean_v, trace_v,
             trace_i if record_readout_current else None,
             first_step if spiking_readout else None,
             first_slope if spiking_readout else None,
@@ -117,7 +120,7 @@ class NumbaEngine:
             cast(ch.a), cast(ch.b), cast(ch.d), cast(co.a), cast(co.b), cast(co.d),
             cast(co.mv), cast(co.mi), p.tau_mem, p.tau_syn, p.tau_mem_out, p.tau_syn_out,
             dtype.type(THRESHOLD), p.recurrent,
-            record.spike_step, record.spike_id, record.spike_slope, record.n_spikes,
+            record.spike_step, record.spike_id, record.spike_slope, record.spike_lag, record.n_spikes,
             cast(source.dl_dmean) if source.dl_dmean is not None else _empty(dtype, 3),
             cast(source.dl_dtrace) if source.dl_dtrace is not None else _empty(dtype, 3),
             record.first_step if has_first else _EMPTY_I,

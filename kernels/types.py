@@ -59,6 +59,7 @@ class ForwardRecord(NamedTuple):
     spike_step: np.ndarray  # (B, cap) int32: hidden spike at t = step*dt
     spike_id: np.ndarray  # (B, cap) int32
     spike_slope: np.ndarray  # (B, cap): I - threshold at the spike (tau_m * dV/dt)
+    spike_lag: np.ndarray  # (B, cap): how long before t = step*dt the threshold was crossed
     n_spikes: np.ndarray  # (B,) int64
     counts: np.ndarray  # (B, n_hidden) int32 spike counts
     mean_v: np.ndarray  # (B, n_steps, n_out): readout V averaged over each step [t_n, t_{n+1}]

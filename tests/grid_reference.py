@@ -88,6 +88,7 @@ class SampleResult:
     spike_step: np.ndarray  # (S,) hidden spike at t = step·dt; ordered by step, then neuron id
     spike_id: np.ndarray  # (S,)
     spike_slope: np.ndarray  # (S,) I − ϑ at the interpolated crossing, NOT floored
+    spike_lag: np.ndarray  # (S,) time from the crossing to the step where the spike is stored
     counts: np.ndarray  # (n_hid,)
     mean_v: np.ndarray  # (n_steps, n_out): V_out averaged over [t_n, t_{n+1}]
     trace_v: np.ndarray  # (n_steps, n_out): V_out(t_1 .. t_T), before any readout reset
@@ -118,7 +119,7 @@ def forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, ta
     I = np.zeros(n_hid)
     Vo = np.zeros(n_out)
     Io = np.zeros(n_out)
-    sp_step, sp_id, sp_slope = [], [], []
+    sp_step, sp_id, sp_slope, sp_lag = [], [], [], []
     counts = np.zeros(n_hid, np.int64)
     mean_v = np.zeros((n_steps, n_out))
     trace_v = np.zeros((n_steps, n_out))
@@ -147,31 +148,40 @@ def forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, ta
         trace_i[n] = Io
         # 4. hidden neurons at or above threshold spike at t_{n+1} and reset
         fired = np.flatnonzero(V >= THRESHOLD)  # ascending neuron id
+        lags = []
         for j in fired:
             sp_step.append(n + 1)
             sp_id.append(int(j))
-            # I at the crossing, linearly interpolated to where V crosses within the step
-            frac = (THRESHOLD - V_prev[j]) / (V[j] - V_prev[j])
-            sp_slope.append(I_prev[j] + frac * (I[j] - I_prev[j]) - THRESHOLD)
+            # the crossing, linearly interpolated within the step; I there; the lag to t_{n+1}
+            frac = (THRESHOLD - V_prev[j]) / (V[j] - V_prev[j]) if V_prev[j] < THRESHOLD else 0.0
+            i_cross = I_prev[j] + frac * (I[j] - I_prev[j])
+            lag = (1.0 - frac) * dt
+            sp_slope.append(i_cross - THRESHOLD)
+            sp_lag.append(lag)
+            lags.append(lag)
+            V[j] = lag * i_cross / np.asarray(tau_mem, np.float64)[j]  # reset at the crossing
         counts[fired] += 1
-        V[fired] = 0.0
         if spiking_readout:
             for k in np.flatnonzero(Vo >= THRESHOLD):
                 if first_step[k] < 0:
                     first_step[k] = n + 1
-                    frac = (THRESHOLD - Vo_prev[k]) / (Vo[k] - Vo_prev[k])
+                    frac = (THRESHOLD - Vo_prev[k]) / (Vo[k] - Vo_prev[k]) if Vo_prev[k] < THRESHOLD else 0.0
                     first_slope[k] = Io_prev[k] + frac * (Io[k] - Io_prev[k]) - THRESHOLD
                 Vo[k] = 0.0
         # 5. hidden spikes add their rows to the currents of their targets, arriving at t_{n+1}
-        for j in fired:
+        # (the PSP started at the crossing, advanced by the lag to first order)
+        for j, lag in zip(fired, lags):
             if W_rec is not None:
-                I = I + W_rec[j]
-            Io = Io + W_out[j]
+                I = I + W_rec[j] * (1.0 - lag / np.asarray(tau_syn, np.float64))
+                V = V + W_rec[j] * lag / np.asarray(tau_mem, np.float64)
+            Io = Io + W_out[j] * (1.0 - lag / np.asarray(tau_syn_out, np.float64))
+            Vo = Vo + W_out[j] * lag / np.asarray(tau_mem_out, np.float64)
 
     return SampleResult(
         spike_step=np.asarray(sp_step, np.int64),
         spike_id=np.asarray(sp_id, np.int64),
         spike_slope=np.asarray(sp_slope, np.float64),
+        spike_lag=np.asarray(sp_lag, np.float64),
         counts=counts,
         mean_v=mean_v,
         trace_v=trace_v,

@@ -16,7 +16,7 @@ except ImportError:  # tests/ imported as a package
 MIN_SLOPE = 1e-3  # the engine's default floor of I − ϑ at a spike
 N_IN, N_HID, N_OUT = 30, 20, 4
 N_STEPS = 200
-TOL = 1e-10
+TOL = 1e-9  # the kernel is compiled with reassociating fast-math
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -194,7 +194,8 @@ def test_forward_matches_reference_all_taus_equal(spiking_readout):
 def test_float32_params_mostly_agree():
     """float32 parameters: the engine runs in float32; against the float64 reference (run on the
     same float32-rounded parameters) a spike at the threshold's edge may flip, but ≥ 99 % of the
-    spikes agree, and where a sample's spikes all agree its voltages agree to ~1e-4."""
+    spikes agree, and where a sample's spikes all agree its voltages agree to ~1e-3 (the sub-step
+    crossing divides by V_{n+1} - V_n, which float32 rounding feeds on for slow crossings)."""
     n_same = n_total = 0
     n_samples_compared = 0
     for seed, recurrent in ((40, False), (41, True), (42, False), (43, True)):
@@ -212,12 +213,12 @@ def test_float32_params_mostly_agree():
             n_total += max(len(eng), len(want))
             if eng == want and (rec.first_step[s] == ref.first_step).all():
                 n_samples_compared += 1
-                np.testing.assert_allclose(rec.trace_v[s], ref.trace_v, atol=1e-4)
-                np.testing.assert_allclose(rec.mean_v[s], ref.mean_v, atol=1e-4)
-                np.testing.assert_allclose(rec.state_v[s], ref.state_v, atol=1e-4)
-                np.testing.assert_allclose(rec.state_i[s], ref.state_i, atol=1e-4)
+                np.testing.assert_allclose(rec.trace_v[s], ref.trace_v, atol=1e-3)
+                np.testing.assert_allclose(rec.mean_v[s], ref.mean_v, atol=1e-3)
+                np.testing.assert_allclose(rec.state_v[s], ref.state_v, atol=1e-3)
+                np.testing.assert_allclose(rec.state_i[s], ref.state_i, atol=1e-3)
                 np.testing.assert_allclose(rec.spike_slope[s, :n], np.maximum(ref.spike_slope, MIN_SLOPE),
-                                           atol=1e-4)
+                                           atol=1e-3)
     assert n_total > 200
     assert n_same >= 0.99 * n_total, (n_same, n_total)
     assert n_samples_compared >= 15
