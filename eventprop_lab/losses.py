@@ -172,7 +172,7 @@ class FirstSpikeLoss(Loss):
         labels = _check_labels(labels, K, B)
         T_ms = T * record.dt
         spiked = record.first_step >= 0
-        t = np.where(spiked, record.first_step * record.dt, T_ms).astype(np.float64)
+        t = np.where(spiked, record.first_step * record.dt - record.first_lag, T_ms).astype(np.float64)
         ce, g = _cross_entropy(-t / self.tau0, labels)
         tl = t[np.arange(B), labels]
         per_sample = ce + self.alpha * np.expm1(tl / self.tau1)

@@ -23,7 +23,7 @@ def forward_kernel(
     a_h, c_h, b_h, a_o, c_o, b_o, mv_o, mi_o, itm_h, its_h, itm_o, its_o, dt,
     threshold, min_slope, recurrent, spiking_readout,
     spike_step, spike_id, spike_slope, spike_lag, n_spikes, counts,
-    mean_v, trace_v, trace_i, first_step, first_slope, state_v, state_i,
+    mean_v, trace_v, trace_i, first_step, first_slope, first_lag, state_v, state_i,
 ):
     B = in_ptr.shape[0] - 1
     N = W_in.shape[1]
@@ -103,6 +103,7 @@ def forward_kernel(
                                 frac = (threshold - Vo[k]) / (v - Vo[k])
                             first_step[s, k] = n + 1
                             first_slope[s, k] = max(Io[k] + frac * (i_next - Io[k]) - threshold, min_slope)
+                            first_lag[s, k] = (1.0 - frac) * dt
                         v = 0.0
                     Vo[k] = v
                     Io[k] = i_next
@@ -129,7 +130,7 @@ def backward_kernel(
     a_h, b_h, d_h, a_o, b_o, d_o, mv_o, mi_o, tau_mem_h, tau_syn_h, tau_mem_o, tau_syn_o,
     threshold, recurrent,
     spike_step, spike_id, spike_slope, spike_lag, n_spikes,
-    dl_dmean, dl_dtrace, first_step, first_slope, dl_dfirst, dl_dspike, reg_jump,
+    dl_dmean, dl_dtrace, first_step, first_slope, first_lag, dl_dfirst, dl_dspike, reg_jump,
     state_v, state_i, da_m, dc_m, dc_s, db_s,
     probe_slot, probe_lv, probe_li, probe_lvo, probe_lio, probe_transport,
     g_in, g_rec, g_out, g_tau_m, g_tau_s,
@@ -220,7 +221,9 @@ def backward_kernel(
                 if has_first:
                     for k in range(K):
                         if first_step[s, k] == n:
-                            lvo[k] += dl_dfirst[s, k] / first_slope[s, k]
+                            jump = dl_dfirst[s, k] / first_slope[s, k]
+                            lvo[k] += jump * (1.0 + first_lag[s, k] / tau_mem_o[k])
+                            lio[k] -= jump * (first_lag[s, k] / tau_syn_o[k])
                 if slot >= 0:
                     for j in range(N):
                         probe_lv[slot, n - 1, j] = lv[j]

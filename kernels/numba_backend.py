@@ -40,6 +40,7 @@ class NumbaEngine:
         trace_i = np.empty((B, T, K), dtype) if record_readout_current else _empty(dtype, 3)
         first_step = np.empty((B, K), np.int32) if spiking_readout else _EMPTY_I
         first_slope = np.zeros((B, K), dtype) if spiking_readout else _empty(dtype, 2)
+        first_lag = np.zeros((B, K), dtype) if spiking_readout else _empty(dtype, 2)
         state_v = np.empty((B, T, N), dtype) if record_state else _empty(dtype, 3)
         state_i = np.empty((B, T, N), dtype) if record_state else _empty(dtype, 3)
         n_spikes = np.zeros(B, np.int64)
@@ -60,7 +61,7 @@ class NumbaEngine:
                 (1 / p.tau_mem_out).astype(dtype), (1 / p.tau_syn_out).astype(dtype), dtype.type(batch.dt),
                 dtype.type(THRESHOLD), dtype.type(self.min_slope), p.recurrent, spiking_readout,
                 spike_step, spike_id, spike_slope, spike_lag, n_spikes, counts,
-                mean_v, trace_v, trace_i, first_step, first_slope, state_v, state_i,
+                mean_v, trace_v, trace_i, first_step, first_slope, first_lag, state_v, state_i,
             )
             most = int(n_spikes.max()) if B else 0
             if most <= cap:
@@ -72,6 +73,7 @@ class NumbaEngine:
             trace_i if record_readout_current else None,
             first_step if spiking_readout else None,
             first_slope if spiking_readout else None,
+            first_lag if spiking_readout else None,
             state_v if record_state else None, state_i if record_state else None,
             batch.dt, T,
         )
@@ -125,6 +127,7 @@ class NumbaEngine:
             cast(source.dl_dtrace) if source.dl_dtrace is not None else _empty(dtype, 3),
             record.first_step if has_first else _EMPTY_I,
             record.first_slope if has_first else _empty(dtype, 2),
+            record.first_lag if has_first else _empty(dtype, 2),
             cast(source.dl_dfirst) if has_first else _empty(dtype, 2),
             cast(source.dl_dspike) if source.dl_dspike is not None else _empty(dtype, 2),
             cast(np.zeros(N) if reg_jump is None else reg_jump),

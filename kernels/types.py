@@ -67,6 +67,7 @@ class ForwardRecord(NamedTuple):
     trace_i: Optional[np.ndarray]  # (B, n_steps, n_out): readout I before hidden spikes arrive
     first_step: Optional[np.ndarray]  # (B, n_out) int32, -1 = no spike (spiking readout)
     first_slope: Optional[np.ndarray]  # (B, n_out)
+    first_lag: Optional[np.ndarray]  # (B, n_out): the first spike is at first_step*dt - first_lag
     state_v: Optional[np.ndarray]  # (B, n_steps, n_hidden): hidden V at t_n (trainable tau)
     state_i: Optional[np.ndarray]
     dt: float

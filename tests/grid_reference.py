@@ -95,6 +95,7 @@ class SampleResult:
     trace_i: np.ndarray  # (n_steps, n_out): I_out at t_{n+1} before hidden spikes of step n+1 arrive
     first_step: Optional[np.ndarray]  # (n_out,) step of the first readout spike, −1 if none
     first_slope: Optional[np.ndarray]  # (n_out,) I_out − ϑ at that spike, NOT floored (NaN if none)
+    first_lag: Optional[np.ndarray]  # (n_out,) time from the crossing to the stored step (NaN if none)
     state_v: np.ndarray  # (n_steps, n_hid): hidden V at t_n after the inputs of step n
     state_i: np.ndarray  # (n_steps, n_hid): hidden I at t_n after the inputs of step n
 
@@ -128,6 +129,7 @@ def forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, ta
     state_i = np.zeros((n_steps, n_hid))
     first_step = np.full(n_out, -1, np.int64)
     first_slope = np.full(n_out, np.nan)
+    first_lag = np.full(n_out, np.nan)
 
     for n in range(n_steps):
         # 1. input events of step n arrive at t_n
@@ -167,6 +169,7 @@ def forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, ta
                     first_step[k] = n + 1
                     frac = (THRESHOLD - Vo_prev[k]) / (Vo[k] - Vo_prev[k]) if Vo_prev[k] < THRESHOLD else 0.0
                     first_slope[k] = Io_prev[k] + frac * (Io[k] - Io_prev[k]) - THRESHOLD
+                    first_lag[k] = (1.0 - frac) * dt
                 Vo[k] = 0.0
         # 5. hidden spikes add their rows to the currents of their targets, arriving at t_{n+1}
         # (the PSP started at the crossing, advanced by the lag to first order)
@@ -188,6 +191,7 @@ def forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, ta
         trace_i=trace_i,
         first_step=first_step if spiking_readout else None,
         first_slope=first_slope if spiking_readout else None,
+        first_lag=first_lag if spiking_readout else None,
         state_v=state_v,
         state_i=state_i,
     )

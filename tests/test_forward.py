@@ -77,6 +77,8 @@ def assert_sample_matches(rec, s, ref, tol=TOL):
     np.testing.assert_array_equal(rec.spike_id[s, :n], ref.spike_id, err_msg=f"sample {s} ids")
     np.testing.assert_allclose(rec.spike_slope[s, :n], np.maximum(ref.spike_slope, MIN_SLOPE),
                                rtol=tol, atol=tol, err_msg=f"sample {s} slopes")
+    np.testing.assert_allclose(rec.spike_lag[s, :n], ref.spike_lag, rtol=tol, atol=tol,
+                               err_msg=f"sample {s} lags")
     np.testing.assert_array_equal(rec.counts[s], ref.counts, err_msg=f"sample {s} counts")
     for name in ("mean_v", "trace_v", "trace_i", "state_v", "state_i"):
         np.testing.assert_allclose(getattr(rec, name)[s], getattr(ref, name), rtol=tol, atol=tol,
@@ -87,6 +89,8 @@ def assert_sample_matches(rec, s, ref, tol=TOL):
         np.testing.assert_allclose(rec.first_slope[s][spiked],
                                    np.maximum(ref.first_slope[spiked], MIN_SLOPE),
                                    rtol=tol, atol=tol, err_msg=f"sample {s} first_slope")
+        np.testing.assert_allclose(rec.first_lag[s][spiked], ref.first_lag[spiked],
+                                   rtol=tol, atol=tol, err_msg=f"sample {s} first_lag")
 
 
 def assert_record_matches(rec, refs, tol=TOL):
