@@ -4,6 +4,8 @@ Plain functions on arrays. Each works on chunks of the batch in parallel; a chun
 one after another with that chunk's own state and gradient buffers, so memory does not grow
 with batch size beyond the recorded spikes and readout traces.
 """
+import math
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -16,12 +18,49 @@ def n_chunks_for(batch_size):
     return max(1, min(batch_size, numba.get_num_threads()))
 
 
+@njit(fastmath=_FASTMATH, cache=True)
+def voltage_after(u, v0, i0, tau_mem, tau_syn):
+    """V after a time u without events: a(u) v0 + c(u) i0 (c in the stable form of grid.py)."""
+    y = u * (1.0 / tau_syn - 1.0 / tau_mem)
+    phi = math.expm1(y) / y if y != 0.0 else 1.0
+    return math.exp(-u / tau_mem) * v0 + math.exp(-u / tau_syn) * (u / tau_mem) * phi * i0
+
+
+@njit(fastmath=_FASTMATH, cache=True)
+def crossing_time(v0, i0, v_end, tau_mem, tau_syn, dt, threshold, tol):
+    """When, within a step of length dt, V crosses threshold upward: the root of the exact
+    voltage between v0 < threshold and v_end >= threshold (unique: V has at most one extremum
+    per step), by the Illinois variant of regula falsi."""
+    if v0 >= threshold:
+        return 0.0
+    lo, hi = 0.0, dt
+    f_lo, f_hi = v0 - threshold, v_end - threshold
+    side = 0
+    u = dt
+    for _ in range(60):
+        u = (lo * f_hi - hi * f_lo) / (f_hi - f_lo)
+        f = voltage_after(u, v0, i0, tau_mem, tau_syn) - threshold
+        if abs(f) <= tol or hi - lo <= tol * dt:
+            break
+        if f < 0.0:
+            lo, f_lo = u, f
+            if side == -1:
+                f_hi *= 0.5
+            side = -1
+        else:
+            hi, f_hi = u, f
+            if side == 1:
+                f_lo *= 0.5
+            side = 1
+    return u
+
+
 @njit(parallel=True, fastmath=_FASTMATH, cache=True)
 def forward_kernel(
     n_chunks, in_ptr, in_step, in_ch, n_steps,
     W_in, W_rec, W_out,
     a_h, c_h, b_h, a_o, c_o, b_o, mv_o, mi_o, itm_h, its_h, itm_o, its_o, dt,
-    threshold, min_slope, recurrent, spiking_readout,
+    threshold, min_slope, tol, recurrent, spiking_readout,
     spike_step, spike_id, spike_slope, spike_lag, n_spikes, counts,
     mean_v, trace_v, trace_i, first_step, first_slope, first_lag, state_v, state_i,
 ):
@@ -46,8 +85,9 @@ def forward_kernel(
             e = in_ptr[s]
             e_end = in_ptr[s + 1]
             ns = 0
-            for k in range(K):
-                first_step[s, k] = -1
+            if spiking_readout:
+                for k in range(K):
+                    first_step[s, k] = -1
             for j in range(N):
                 counts[s, j] = 0
             for n in range(n_steps):
@@ -67,16 +107,13 @@ def forward_kernel(
                     v = a_h[j] * V[j] + c_h[j] * I[j]
                     i_next = b_h[j] * I[j]
                     if v >= threshold:
-                        # step 4: spike at t_{n+1}; slope = tau_m dV/dt = I - threshold at the
-                        # crossing, with I interpolated to where V crosses within the step
-                        # V may start the step above threshold (pushed there by a PSP at
-                        # t_n): then it crossed at t_n
-                        frac = 0.0
-                        if V[j] < threshold:
-                            frac = (threshold - V[j]) / (v - V[j])
-                        i_cross = I[j] + frac * (i_next - I[j])
+                        # step 4: spike at the crossing, stored at t_{n+1} with the lag;
+                        # slope = tau_m dV/dt = I - threshold at the crossing
+                        u = crossing_time(V[j], I[j], v, 1.0 / itm_h[j], 1.0 / its_h[j], dt,
+                                          threshold, tol)
+                        i_cross = I[j] * math.exp(-u * its_h[j])
                         fired[n_fired] = j
-                        lag[n_fired] = (1.0 - frac) * dt
+                        lag[n_fired] = dt - u
                         if ns < cap:
                             spike_step[s, ns] = n + 1
                             spike_id[s, ns] = j
@@ -98,12 +135,11 @@ def forward_kernel(
                         trace_i[s, n, k] = i_next
                     if spiking_readout and v >= threshold:
                         if first_step[s, k] < 0:
-                            frac = 0.0
-                            if Vo[k] < threshold:
-                                frac = (threshold - Vo[k]) / (v - Vo[k])
+                            u = crossing_time(Vo[k], Io[k], v, 1.0 / itm_o[k], 1.0 / its_o[k], dt,
+                                              threshold, tol)
                             first_step[s, k] = n + 1
-                            first_slope[s, k] = max(Io[k] + frac * (i_next - Io[k]) - threshold, min_slope)
-                            first_lag[s, k] = (1.0 - frac) * dt
+                            first_slope[s, k] = max(Io[k] * math.exp(-u * its_o[k]) - threshold, min_slope)
+                            first_lag[s, k] = dt - u
                         v = 0.0
                     Vo[k] = v
                     Io[k] = i_next

