@@ -164,7 +164,7 @@ def backward_kernel(
     n_chunks, in_ptr, in_step, in_ch, n_steps,
     W_rec, W_out,
     a_h, b_h, d_h, a_o, b_o, d_o, mv_o, mi_o, tau_mem_h, tau_syn_h, tau_mem_o, tau_syn_o,
-    threshold, recurrent,
+    dt, threshold, recurrent,
     spike_step, spike_id, spike_slope, spike_lag, n_spikes,
     dl_dmean, dl_dtrace, first_step, first_slope, first_lag, dl_dfirst, dl_dspike, reg_jump,
     state_v, state_i, da_m, dc_m, dc_s, db_s,
@@ -220,6 +220,8 @@ def backward_kernel(
                         diff_o[k] = lvo[k] - lio[k]
                         dsyn_o[k] = diff_o[k] / tau_syn_o[k]
                         corr_o[k] = lvo[k] / tau_mem_o[k] + dsyn_o[k]
+                        if has_mean:  # the part of this step's source that lies after the crossing
+                            corr_o[k] += dl_dmean[s, n - 1, k] / (dt * tau_mem_o[k])
                     for q in range(p + 1, q_hi + 1):
                         j = spike_id[s, q]
                         dl = spike_lag[s, q]

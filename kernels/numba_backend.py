@@ -122,7 +122,7 @@ class NumbaEngine:
             p.W_rec if p.recurrent else np.zeros((0, 0), dtype), p.W_out,
             cast(ch.a), cast(ch.b), cast(ch.d), cast(co.a), cast(co.b), cast(co.d),
             cast(co.mv), cast(co.mi), p.tau_mem, p.tau_syn, p.tau_mem_out, p.tau_syn_out,
-            dtype.type(THRESHOLD), p.recurrent,
+            dtype.type(batch.dt), dtype.type(THRESHOLD), p.recurrent,
             record.spike_step, record.spike_id, record.spike_slope, record.spike_lag, record.n_spikes,
             cast(source.dl_dmean) if source.dl_dmean is not None else _empty(dtype, 3),
             cast(source.dl_dtrace) if source.dl_dtrace is not None else _empty(dtype, 3),

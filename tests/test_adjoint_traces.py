@@ -95,9 +95,11 @@ def test_transported_values_are_what_the_jump_receives():
         lio_b = co.b * lio + co.d * lvo - co.mi * ell / p.tau_syn_out
         # lambda taken back to the crossing, lag before t_n (docs/engine.md, backward 1)
         lag = rec.spike_lag[1, q]
-        at_crossing = lambda lv, li, tm, ts: (lv - li) - lag * (lv / tm + (lv - li) / ts)  # noqa: E731
-        expected = (p.W_rec[ids[q]] @ at_crossing(lv_b, li_b, p.tau_mem, p.tau_syn)
-                    + p.W_out[ids[q]] @ at_crossing(lvo_b, lio_b, p.tau_mem_out, p.tau_syn_out))
+        # (for the readout also the part of step n's loss source that lies after the crossing)
+        at_crossing = lambda lv, li, tm, ts, src: (lv - li) - lag * (lv / tm + (lv - li) / ts + src / tm)  # noqa: E731
+        src = res.loss.source.dl_dmean[1, n - 1] / batch.dt
+        expected = (p.W_rec[ids[q]] @ at_crossing(lv_b, li_b, p.tau_mem, p.tau_syn, 0.0)
+                    + p.W_out[ids[q]] @ at_crossing(lvo_b, lio_b, p.tau_mem_out, p.tau_syn_out, src))
         assert probe.transported[0, q] == pytest.approx(expected, rel=1e-9, abs=1e-18)
         checked += 1
     assert checked >= 5
