@@ -168,3 +168,12 @@ def test_lift_raises_only_silent_neurons():
     np.testing.assert_array_equal(lifted[:, [0, 2]], 0.002)
     np.testing.assert_array_equal(lifted[:, [1, 3]], 0.0)
     assert np.all(W == 0)
+
+
+def test_adam_survives_a_huge_float32_gradient():
+    x = {"w": np.ones(2, np.float32)}
+    opt = Adam(lr=0.1)
+    opt.step(x, {"w": np.array([1e30, 1.0], np.float32)})
+    opt.step(x, {"w": np.array([1.0, 1.0], np.float32)})
+    assert np.all(np.isfinite(x["w"])) and x["w"].dtype == np.float32
+    assert x["w"][0] < 0.85  # both steps moved it; no frozen, infinite second moment
