@@ -258,8 +258,7 @@ class OursCase:
             self.record = res.record
             t4 = time.perf_counter()
         else:
-            rec = self.engine.forward(self.params, self.batch, spiking_readout=self.loss.spiking_readout,
-                                      record_readout_current=self.loss.needs_readout_current)
+            rec = self.engine.forward(self.params, self.batch, **self.loss.record_options())
             t1 = time.perf_counter()
             lres = self.loss.evaluate(rec, self.labels, self.params)
             t2 = time.perf_counter()

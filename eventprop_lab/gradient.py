@@ -15,9 +15,7 @@ class StepResult(NamedTuple):
 
 def loss_and_gradients(engine, params: Params, batch: SpikeBatch, labels, loss: Loss,
                        regulariser=None, train_tau=False, probe_samples=()) -> StepResult:
-    record = engine.forward(params, batch, spiking_readout=loss.spiking_readout,
-                            record_readout_current=loss.needs_readout_current,
-                            record_state=train_tau)
+    record = engine.forward(params, batch, record_state=train_tau, **loss.record_options())
     result = loss.evaluate(record, labels, params)
     reg_jump = regulariser.jump(record.counts) if regulariser is not None else None
     grads, probe = engine.backward(params, batch, record, result.source, reg_jump=reg_jump,

@@ -50,7 +50,13 @@ class Loss:
     name = ""
     description = ""
     spiking_readout = False  # readouts are LIF and the loss reads their spike times
+    needs_samples = False  # reads the readout voltage sampled at grid times (trace_v)
     needs_readout_current = False
+
+    def record_options(self):
+        """What the engine's forward pass must record for this loss."""
+        return {"spiking_readout": self.spiking_readout, "record_readout_samples": self.needs_samples,
+                "record_readout_current": self.needs_readout_current}
 
     def evaluate(self, record: ForwardRecord, labels, params: Params) -> LossResult:
         raise NotImplementedError
@@ -75,9 +81,10 @@ class WeightedSumLoss(Loss):
         B, T, K = record.mean_v.shape
         labels = _check_labels(labels, K, B)
         w = self.weights(T, record.dt)
-        stat = np.einsum("btk,t->bk", record.mean_v, w.astype(record.mean_v.dtype)) / T
+        dtype = record.mean_v.dtype
+        stat = np.einsum("btk,t->bk", record.mean_v, w.astype(dtype)) / T
         per_sample, g = _cross_entropy(stat, labels)
-        dl_dmean = (g[:, None, :] * (w / (T * B))[None, :, None]).astype(record.mean_v.dtype)
+        dl_dmean = g.astype(dtype)[:, None, :] * (w / (T * B)).astype(dtype)[None, :, None]
         return LossResult(per_sample.mean(), per_sample, stat.argmax(1), LossSource(dl_dmean=dl_dmean))
 
     def __repr__(self):
@@ -89,6 +96,7 @@ class MaxLoss(Loss):
 
     name = "max"
     description = "cross-entropy of the readouts' peak voltages"
+    needs_samples = True
     needs_readout_current = True
 
     def evaluate(self, record, labels, params):
@@ -168,7 +176,7 @@ class FirstSpikeLoss(Loss):
         self.tau0, self.tau1, self.alpha = tau0, tau1, alpha
 
     def evaluate(self, record, labels, params):
-        B, T, K = record.trace_v.shape
+        B, T, K = record.mean_v.shape
         labels = _check_labels(labels, K, B)
         T_ms = T * record.dt
         spiked = record.first_step >= 0
@@ -179,13 +187,15 @@ class FirstSpikeLoss(Loss):
         dl_dt = -g / self.tau0
         dl_dt[np.arange(B), labels] += self.alpha / self.tau1 * np.exp(tl / self.tau1)
         dl_dt = np.where(spiked, dl_dt, 0.0) / B
-        dl_dtrace = np.zeros_like(record.trace_v)
         silent = ~spiked[np.arange(B), labels]
-        dl_dtrace[silent, T - 1, labels[silent]] = -self.alpha / self.tau1 * np.exp(T_ms / self.tau1) / B
-        # earliest spike wins; with no spike at all, the highest voltage
-        pred = np.where(spiked.any(1), t.argmin(1), record.trace_v.max(1).argmax(1))
+        dl_dtrace = None
+        if silent.any():
+            dl_dtrace = np.zeros_like(record.mean_v)
+            dl_dtrace[silent, T - 1, labels[silent]] = -self.alpha / self.tau1 * np.exp(T_ms / self.tau1) / B
+        # earliest spike wins; with no spike at all, the highest mean voltage
+        pred = np.where(spiked.any(1), t.argmin(1), record.mean_v.max(1).argmax(1))
         return LossResult(per_sample.mean(), per_sample, pred,
-                          LossSource(dl_dtrace=dl_dtrace, dl_dfirst=dl_dt.astype(record.trace_v.dtype)))
+                          LossSource(dl_dtrace=dl_dtrace, dl_dfirst=dl_dt.astype(record.mean_v.dtype)))
 
     def __repr__(self):
         return f"FirstSpikeLoss(tau0={self.tau0}, tau1={self.tau1}, alpha={self.alpha})"

@@ -21,16 +21,17 @@ class Adam:
             if g is None:
                 continue
             x = params[name]
-            # moments in float64: g**2 of a float32 gradient overflows above 1.8e19, and an
-            # infinite second moment would freeze that weight for good
-            g = np.asarray(g, np.float64)
-            m = self.m.setdefault(name, np.zeros(x.shape, np.float64))
-            v = self.v.setdefault(name, np.zeros(x.shape, np.float64))
+            m = self.m.setdefault(name, np.zeros_like(x))
+            v = self.v.setdefault(name, np.zeros_like(x))
             m *= self.beta1
             m += (1.0 - self.beta1) * g
+            # g**2 of a float32 gradient overflows above 1.8e19; an infinite second moment would
+            # freeze that weight for good, so square in float64 and cap at the dtype's range
+            g2 = np.square(g, dtype=np.float64)
+            np.minimum(g2, np.finfo(v.dtype).max / 2, out=g2)
             v *= self.beta2
-            v += (1.0 - self.beta2) * np.square(g)
-            x -= ((lr / c1) * m / (np.sqrt(v / c2) + self.eps)).astype(x.dtype)
+            v += ((1.0 - self.beta2) * g2).astype(v.dtype)
+            x -= (lr / c1) * m / (np.sqrt(v / c2) + self.eps)
 
     def state_dict(self):
         out = {"t": np.array(self.t)}

@@ -79,8 +79,7 @@ class Trainer:
         bs = self.config.batch_size
         for start in range(0, n, bs):
             batch = self.batch(samples[start:start + bs])
-            rec = self.engine.forward(self.params, batch, spiking_readout=self.loss.spiking_readout,
-                                      record_readout_current=self.loss.needs_readout_current)
+            rec = self.engine.forward(self.params, batch, **self.loss.record_options())
             out = self.loss.evaluate(rec, labels[start:start + bs], self.params)
             m = len(out.per_sample)
             totals["loss"] += out.per_sample.sum()

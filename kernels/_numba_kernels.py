@@ -68,6 +68,7 @@ def forward_kernel(
     N = W_in.shape[1]
     K = W_out.shape[1]
     cap = spike_step.shape[1]
+    record_samples = trace_v.shape[0] > 0
     record_i = trace_i.shape[0] > 0
     record_state = state_v.shape[0] > 0
     for chunk in prange(n_chunks):
@@ -130,7 +131,8 @@ def forward_kernel(
                     mean_v[s, n, k] = mv_o[k] * Vo[k] + mi_o[k] * Io[k]  # step 3
                     v = a_o[k] * Vo[k] + c_o[k] * Io[k]
                     i_next = b_o[k] * Io[k]
-                    trace_v[s, n, k] = v
+                    if record_samples:
+                        trace_v[s, n, k] = v
                     if record_i:
                         trace_i[s, n, k] = i_next
                     if spiking_readout and v >= threshold:

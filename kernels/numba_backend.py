@@ -26,7 +26,8 @@ class NumbaEngine:
 
     # ---- forward -------------------------------------------------------------------------
     def forward(self, params: Params, batch: SpikeBatch, *, spiking_readout=False,
-                record_readout_current=False, record_state=False) -> ForwardRecord:
+                record_readout_samples=True, record_readout_current=False,
+                record_state=False) -> ForwardRecord:
         check_params(params)
         check_batch(batch, params)
         dtype = _dtype_of(params)
@@ -36,7 +37,7 @@ class NumbaEngine:
         co = StepCoefficients(p.tau_mem_out, p.tau_syn_out, batch.dt)
         W_rec = p.W_rec if p.recurrent else np.zeros((0, 0), dtype)
         mean_v = np.empty((B, T, K), dtype)
-        trace_v = np.empty((B, T, K), dtype)
+        trace_v = np.empty((B, T, K), dtype) if record_readout_samples else _empty(dtype, 3)
         trace_i = np.empty((B, T, K), dtype) if record_readout_current else _empty(dtype, 3)
         first_step = np.empty((B, K), np.int32) if spiking_readout else _EMPTY_I
         first_slope = np.zeros((B, K), dtype) if spiking_readout else _empty(dtype, 2)
@@ -70,7 +71,8 @@ class NumbaEngine:
             # the spike store is sized by what batches need; grow it and run again
             self._capacity = int(2 ** np.ceil(np.log2(most * 1.25)))
         return ForwardRecord(
-            spike_step, spike_id, spike_slope, spike_lag, n_spikes, counts, mean_v, trace_v,
+            spike_step, spike_id, spike_slope, spike_lag, n_spikes, counts, mean_v,
+            trace_v if record_readout_samples else None,
             trace_i if record_readout_current else None,
             first_step if spiking_readout else None,
             first_slope if spiking_readout else None,

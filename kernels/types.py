@@ -63,7 +63,7 @@ class ForwardRecord(NamedTuple):
     n_spikes: np.ndarray  # (B,) int64
     counts: np.ndarray  # (B, n_hidden) int32 spike counts
     mean_v: np.ndarray  # (B, n_steps, n_out): readout V averaged over each step [t_n, t_{n+1}]
-    trace_v: np.ndarray  # (B, n_steps, n_out): readout V at t_1 .. t_T
+    trace_v: Optional[np.ndarray]  # (B, n_steps, n_out): readout V at t_1 .. t_T (if recorded)
     trace_i: Optional[np.ndarray]  # (B, n_steps, n_out): readout I before hidden spikes arrive
     first_step: Optional[np.ndarray]  # (B, n_out) int32, -1 = no spike (spiking readout)
     first_slope: Optional[np.ndarray]  # (B, n_out)

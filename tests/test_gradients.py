@@ -134,8 +134,7 @@ def test_readout_weight_gradient_equals_derivative_of_the_engines_own_loss(loss_
 
     def grid_loss(W_out):
         q = p._replace(W_out=W_out)
-        rec = engine.forward(q, batch, spiking_readout=loss.spiking_readout,
-                             record_readout_current=loss.needs_readout_current)
+        rec = engine.forward(q, batch, **loss.record_options())
         return loss.evaluate(rec, labels, q).value
 
     fd = np.zeros_like(g)
