@@ -1,9 +1,155 @@
-"""Command line: `eventprop-lab demo` trains a small network on built-in spike patterns."""
+"""Command line: `eventprop-lab train`, `evaluate` and `demo`.
+
+Every training option comes from the param configuration (eventprop_lab/config.py), so the
+options, their defaults, bounds and help text are the ones the dashboard shows."""
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+import param
+
+from .config import SECTIONS
+
+HIDDEN = {"n_in", "n_out"}  # set from the data
+
+
+def _parse_list(text):
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def add_config_options(parser):
+    for section, cls in SECTIONS.items():
+        group = parser.add_argument_group(f"{section} options")
+        for name, p in cls.param.objects("existing").items():
+            if name == "name" or name in HIDDEN:
+                continue
+            flag = "--" + name.replace("_", "-")
+            doc = (p.doc or "").rstrip(".")
+            if isinstance(p, param.Boolean):
+                group.add_argument(flag, dest=f"{section}.{name}", action=argparse.BooleanOptionalAction,
+                                   default=None, help=f"{doc} (default: {p.default})")
+            elif isinstance(p, param.Selector):
+                group.add_argument(flag, dest=f"{section}.{name}", choices=p.objects, default=None,
+                                   help=f"{doc} (default: {p.default})")
+            elif isinstance(p, (param.List, param.Range)):
+                shown = ",".join(str(x) for x in p.default)
+                group.add_argument(flag, dest=f"{section}.{name}", type=_parse_list, default=None, metavar="A,B",
+                                   help=f"{doc} (default: {shown})")
+            else:
+                kind = int if isinstance(p, param.Integer) else float if isinstance(p, param.Number) else str
+                bounds = f"; range {p.bounds[0]}..{p.bounds[1]}" if getattr(p, "bounds", None) else ""
+                group.add_argument(flag, dest=f"{section}.{name}", type=kind, default=None, metavar=name.upper(),
+                                   help=f"{doc} (default: {p.default}{bounds})")
+
+
+def configs_from_args(args, parser):
+    """Param objects with the options given; a bad value stops with param's message."""
+    configs = {sec: cls() for sec, cls in SECTIONS.items()}
+    for key, value in vars(args).items():
+        if "." not in key or value is None:
+            continue
+        section, name = key.split(".")
+        if isinstance(configs[section].param[name], param.Range):
+            value = tuple(value)
+        try:
+            setattr(configs[section], name, value)
+        except ValueError as exc:
+            parser.error(f"--{name.replace('_', '-')}: {exc}")
+    return configs
+
+
+class ProgressPrinter:
+    """A tqdm bar per epoch and one summary line per epoch."""
+
+    def __init__(self, stream=sys.stderr):
+        self.bar = None
+        self.stream = stream
+
+    def __call__(self, obs):
+        from tqdm import tqdm
+
+        d = obs.data
+        if obs.kind == "batch":
+            if self.bar is None:
+                self.bar = tqdm(total=d["n_batches"], desc=f"epoch {d['epoch']}", unit="batch", file=self.stream,
+                                leave=False, dynamic_ncols=True)
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{d['loss']:.3f}", acc=f"{d['accuracy']:.2f}", hz=f"{d['rate_hz']:.1f}",
+                                 sps=f"{d['samples_per_s']:.0f}")
+        elif obs.kind == "epoch":
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+            line = (f"epoch {d['epoch']:>3}  train loss {d['train_loss']:.4f} acc {d['train_accuracy']:.3f}")
+            if "validation_accuracy" in d:
+                line += (f"  val loss {d['validation_loss']:.4f} acc {d['validation_accuracy']:.3f}"
+                         f"  hidden {d['validation_rate_hz']:.1f} Hz, silent {d['validation_silent_fraction']:.0%}")
+            print(line + f"  ({d['epoch_seconds']:.1f} s)", flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _train(args, parser):
+    from .observe import export_csv
+    from .run import TrainingRun
+
+    progress = ProgressPrinter()
+    if args.resume:
+        ckpt = Path(args.resume)
+        ckpt = ckpt / "last.npz" if ckpt.is_dir() else ckpt
+        overrides = {}
+        if getattr(args, "run.epochs") is not None:
+            overrides["run.epochs"] = getattr(args, "run.epochs")
+        run = TrainingRun.resume(ckpt, observers=[progress], **overrides)
+        print(f"resuming {ckpt} after epoch {run.epoch}", flush=True)
+    else:
+        c = configs_from_args(args, parser)
+        print(f"loading {c['run'].dataset} ...", flush=True)
+        run = TrainingRun(c["run"], c["network"], c["training"], c["augment"], observers=[progress])
+    print(f"{len(run.train_set)} training, {len(run.validation_set or [])} validation, "
+          f"{len(run.test_set or [])} test samples; {run.net.n_in} inputs"
+          f"{' (+ delay line)' if run.delay_line else ''} -> {run.net.n_hidden} "
+          f"{'recurrent ' if run.net.recurrent else ''}LIF -> {run.net.n_out} readouts; loss {run.training.loss}; "
+          f"results in {run.out}", flush=True)
+    print("compiling the numba kernels on first use (cached afterwards) ...", flush=True)
+    try:
+        best = run.fit()
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"\ninterrupted: {run.out / 'last.npz'} holds epoch {run.epoch}; "
+              f"continue with: eventprop-lab train --resume {run.out}", flush=True)
+        return 130
+    progress.close()
+    n = export_csv(run.out / "metrics.jsonl", run.out / "epochs.csv")
+    print(f"done: best validation accuracy {best['validation_accuracy']:.3f} at epoch {best['epoch']}; "
+          f"{n} epochs in {run.out / 'epochs.csv'}")
+    if run.test_set is not None and len(run.test_set):
+        test = run.evaluate(run.test_set)
+        print(f"test (last weights): loss {test['loss']:.4f}, accuracy {test['accuracy']:.3f}")
+    return 0
+
+
+def _evaluate(args):
+    from .run import TrainingRun
+
+    ckpt = Path(args.checkpoint)
+    ckpt = ckpt / "best.npz" if ckpt.is_dir() else ckpt
+    overrides = {"run.dataset": args.dataset} if args.dataset else {}
+    run = TrainingRun.resume(ckpt, **overrides)
+    sets = {"train": run.train_set, "validation": run.validation_set, "test": run.test_set}
+    for name in args.split:
+        data = sets[name]
+        if data is None or not len(data):
+            print(f"{name:>10}: none")
+            continue
+        r = run.evaluate(data)
+        print(f"{name:>10}: loss {r['loss']:.4f}  accuracy {r['accuracy']:.3f}  hidden {r['rate_hz']:.1f} Hz  "
+              f"silent {r['silent_fraction']:.0%}  ({len(data)} samples)")
+    return 0
 
 
 def _demo(args):
@@ -45,9 +191,18 @@ def _demo(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="eventprop-lab", description=__doc__)
+    parser = argparse.ArgumentParser(prog="eventprop-lab",
+                                     description="Exact-gradient (Eventprop) training of spiking networks.")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="train on built-in spike patterns and print progress")
+    train = sub.add_parser("train", help="train a network; checkpoints and metrics go to --out-dir",
+                           description="Train a recurrent spiking network with exact gradients.")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    add_config_options(train)
+    ev = sub.add_parser("evaluate", help="evaluate a checkpoint")
+    ev.add_argument("checkpoint", help="a checkpoint file, or a run folder (uses its best.npz)")
+    ev.add_argument("--dataset", help="evaluate on another dataset than the run's")
+    ev.add_argument("--split", nargs="+", default=["validation", "test"], choices=["train", "validation", "test"])
+    demo = sub.add_parser("demo", help="train on built-in spike patterns and print progress (seconds)")
     demo.add_argument("--loss", default="sum_exp", help="loss name (default: sum_exp)")
     demo.add_argument("--epochs", type=int, default=15, help="epochs (default: 15)")
     demo.add_argument("--hidden", type=int, default=32, help="hidden neurons (default: 32)")
@@ -55,8 +210,15 @@ def main(argv=None):
     demo.add_argument("--lr", type=float, default=2e-2, help="Adam learning rate (default: 0.02)")
     demo.add_argument("--seed", type=int, default=1, help="random seed")
     args = parser.parse_args(argv)
-    if args.command == "demo":
+    try:
+        if args.command == "train":
+            return _train(args, train)
+        if args.command == "evaluate":
+            return _evaluate(args)
         return _demo(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -13,11 +13,13 @@ from kernels import Params, check_params
 class NetworkConfig(param.Parameterized):
     """Shape and initialisation of input -> LIF hidden -> readout."""
 
-    n_in = param.Integer(700, bounds=(1, None), doc="input channels (times delay copies when the delay line is on)")
+    n_in = param.Integer(700, bounds=(1, None), doc="input channels of the data (before the delay line)")
     n_hidden = param.Integer(256, bounds=(1, 100_000), doc="hidden LIF neurons")
     n_out = param.Integer(20, bounds=(1, 10_000), doc="readout neurons (classes)")
     recurrent = param.Boolean(True, doc="dense hidden-to-hidden connections")
-    delay_line = param.Boolean(False, doc="inputs include delayed copies: input init is scaled by 1/10")
+    delay_line = param.Boolean(False, doc="add delayed copies of every input channel; input init is scaled by 1/10")
+    n_delays = param.Integer(10, bounds=(1, 50), doc="delayed copies per channel (delay line)")
+    delay_ms = param.Number(30.0, bounds=(0.1, 500.0), doc="delay between copies in ms (delay line)")
     heterogeneous_tau = param.Boolean(False, doc="draw hidden tau_mem, tau_syn from Gamma distributions")
     tau_mem = param.Number(20.0, bounds=(0.1, 1000.0), doc="hidden membrane time constant (ms)")
     tau_syn = param.Number(5.0, bounds=(0.1, 1000.0), doc="hidden synaptic time constant (ms)")

@@ -1,0 +1,63 @@
+"""The configuration of a run, as param objects: bounds and docs refuse bad values with a clear
+message, and the CLI and the dashboard generate their controls from them."""
+import json
+
+import param
+
+from .network import NetworkConfig
+from .training import TrainingConfig
+
+
+class AugmentConfig(param.Parameterized):
+    """Training-time augmentations (spec §5); applied to training data only, anew every epoch."""
+
+    shift = param.Boolean(False, doc="shift all channels of a sample by one random integer")
+    max_shift = param.Integer(40, bounds=(0, 700), doc="largest channel shift (the paper's best: 40)")
+    blend = param.Boolean(False, doc="add same-class blends of samples each epoch")
+    blend_probs = param.List([0.5, 0.5], item_type=float, bounds=(2, 5),
+                             doc="keep-probability of each blended sample's spikes")
+    dilate = param.Boolean(False, doc="scale the time axis of a sample by a random factor")
+    dilate_range = param.Range((0.8, 1.25), bounds=(0.1, 10.0), doc="range of the time-scale factor")
+    jitter = param.Boolean(False, doc="move each spike to a nearby channel at random")
+    jitter_sigma = param.Number(5.0, bounds=(0.0, 100.0), doc="std of the channel jitter")
+
+
+class RunConfig(param.Parameterized):
+    """What to train on, for how long, and where results go."""
+
+    dataset = param.String("randman-shd", doc="randman-shd (embedded), shd, ssc, or a path to an SHD-layout .h5")
+    data_dir = param.String("data_cache", doc="folder with datasets")
+    epochs = param.Integer(20, bounds=(1, 100_000), doc="epochs to train")
+    validation_fraction = param.Number(0.1, bounds=(0.0, 0.9), doc="share of training data held out for validation")
+    max_train_samples = param.Integer(None, allow_None=True, bounds=(1, None),
+                                      doc="use only this many training samples (quick runs)")
+    lift_silent = param.Number(0.002, bounds=(0.0, 1.0), doc="after each epoch, add this to inputs of silent hidden neurons")
+    probe_every = param.Integer(25, bounds=(0, None), doc="record adjoint traces of one sample every N batches (0: never)")
+    out_dir = param.String("runs/default", doc="folder for checkpoints and metrics")
+
+
+SECTIONS = {"run": RunConfig, "network": NetworkConfig, "training": TrainingConfig, "augment": AugmentConfig}
+
+
+def config_to_dict(configs):
+    """{section: {name: value}} of param objects, for checkpoints and metrics files."""
+    return {sec: {k: v for k, v in obj.param.values().items() if k != "name"} for sec, obj in configs.items()}
+
+
+def configs_from_dict(d):
+    """Param objects from config_to_dict's output (unknown keys are refused by name)."""
+    out = {}
+    for sec, cls in SECTIONS.items():
+        values = dict(d.get(sec, {}))
+        for k in values:
+            if k not in cls.param:
+                raise ValueError(f"unknown setting {sec}.{k}")
+        for k, v in values.items():
+            if isinstance(cls.param[k], param.Range) and isinstance(v, list):
+                values[k] = tuple(v)
+        out[sec] = cls(**values)
+    return out
+
+
+def dumps(configs):
+    return json.dumps(config_to_dict(configs), sort_keys=True)
