@@ -20,6 +20,8 @@ class NetworkConfig(param.Parameterized):
     delay_line = param.Boolean(False, doc="add delayed copies of every input channel; input init is scaled by 1/10")
     n_delays = param.Integer(10, bounds=(1, 50), doc="delayed copies per channel (delay line)")
     delay_ms = param.Number(30.0, bounds=(0.1, 500.0), doc="delay between copies in ms (delay line)")
+    include_undelayed = param.Boolean(True, doc="the delay line keeps an undelayed copy too (11 copies, as the "
+                                                "paper's code; off: 10 copies from 0 ms, as mlGeNN)")
     heterogeneous_tau = param.Boolean(False, doc="draw hidden tau_mem, tau_syn from Gamma distributions")
     tau_mem = param.Number(20.0, bounds=(0.1, 1000.0), doc="hidden membrane time constant (ms)")
     tau_syn = param.Number(5.0, bounds=(0.1, 1000.0), doc="hidden synaptic time constant (ms)")
@@ -33,11 +35,19 @@ class NetworkConfig(param.Parameterized):
     w_out_std = param.Number(0.03, bounds=(0, None), doc="std of readout weights")
 
 
+def n_inputs(config: NetworkConfig):
+    """Rows of W_in: the data's channels, times the copies of the delay line when it is on."""
+    if not config.delay_line:
+        return config.n_in
+    copies = config.n_delays + (1 if config.include_undelayed else 0)
+    return config.n_in * copies
+
+
 def init_params(config: NetworkConfig, rng, dtype=np.float32) -> Params:
     """Draw initial weights and time constants (spec §6; hetLIF per spec §1)."""
     rng = np.random.default_rng(rng)
     scale = 0.1 if config.delay_line else 1.0
-    W_in = rng.normal(config.w_in_mean * scale, config.w_in_std * scale, (config.n_in, config.n_hidden))
+    W_in = rng.normal(config.w_in_mean * scale, config.w_in_std * scale, (n_inputs(config), config.n_hidden))
     W_rec = (rng.normal(config.w_rec_mean, config.w_rec_std, (config.n_hidden, config.n_hidden))
              if config.recurrent else None)
     W_out = rng.normal(config.w_out_mean, config.w_out_std, (config.n_hidden, config.n_out))

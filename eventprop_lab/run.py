@@ -20,7 +20,8 @@ def make_delay_line(net: NetworkConfig, duration_ms):
 
     if not net.delay_line:
         return None
-    return DelayLine(n_delays=net.n_delays, delay_ms=net.delay_ms, n_channels=net.n_in, duration_ms=duration_ms)
+    return DelayLine(n_delays=net.n_delays, delay_ms=net.delay_ms, n_channels=net.n_in,
+                     include_undelayed=net.include_undelayed, duration_ms=duration_ms)
 
 
 def make_augmentation(aug: AugmentConfig, n_channels, duration_ms):
