@@ -42,13 +42,16 @@ class TrainingRun:
 
     def __init__(self, run: RunConfig, net: NetworkConfig, training: TrainingConfig, augment: AugmentConfig,
                  observers=(), data=None, engine=None):
-        from .data.sources import load_dataset
         from .data.splits import train_validation_split
 
         self.configs = {"run": run, "network": net, "training": training, "augment": augment}
         self.run_cfg, self.net, self.training, self.augment = run, net, training, augment
         self.observers = list(observers)
-        splits = data if data is not None else load_dataset(run.dataset, data_dir=run.data_dir)
+        if data is None:
+            from .data.sources import load_dataset
+
+            data = load_dataset(run.dataset, data_dir=run.data_dir)
+        splits = data
         train, test = splits.train, splits.test
         if run.max_train_samples is not None and run.max_train_samples < len(train):
             keep = np.random.default_rng(training.seed).permutation(len(train))[:run.max_train_samples]
