@@ -11,8 +11,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
+# until the dashboard lands: a short training run on the embedded dataset (generated on first use)
 demo: $(VENV)/.installed
-	$(VENV)/bin/eventprop-lab demo
+	$(VENV)/bin/eventprop-lab train --dataset randman-shd --loss sum_exp --epochs 5 --n-hidden 128 \
+		--lr 0.003 --out-dir runs/demo
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
