@@ -80,6 +80,18 @@ def atomic_write(path, write):
         raise
 
 
+def read_npz(path, what):
+    """All arrays of an .npz file (no pickles), or an error naming the file and what it should be."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no {what} at {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as exc:  # zipfile/ValueError/OSError: all mean the file is unusable
+        raise ValueError(f"{path} is not a readable {what} ({exc})") from exc
+
+
 def save_params(path, params: Params, **extra):
     """Save parameters (and extra named arrays) as .npz, atomically."""
     arrays = {k: v for k, v in params._asdict().items() if v is not None}
@@ -90,14 +102,7 @@ def save_params(path, params: Params, **extra):
 
 def load_params(path):
     """Load parameters saved by save_params; returns (Params, extra dict)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no parameter file at {path}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except Exception as exc:  # zipfile/ValueError/OSError: all mean the file is unusable
-        raise ValueError(f"{path} is not a readable .npz parameter file ({exc})") from exc
+    data = read_npz(path, ".npz parameter file")
     missing = [k for k in Params._fields if k != "W_rec" and k not in data]
     if missing:
         raise ValueError(f"{path} lacks parameter arrays {missing}")

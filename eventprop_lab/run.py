@@ -9,7 +9,7 @@ import numpy as np
 from kernels import Params
 
 from .config import AugmentConfig, RunConfig, config_to_dict, configs_from_dict
-from .network import NetworkConfig, atomic_write, init_params
+from .network import NetworkConfig, atomic_write, init_params, read_npz
 from .observe import MetricsWriter, Observation, probe_data, truncate_metrics
 from .regularisers import lift_silent
 from .training import Trainer, TrainingConfig
@@ -204,15 +204,11 @@ class TrainingRun:
 
 def load_checkpoint(path):
     """(Params, state dict, Adam state) from a checkpoint file, with clear errors."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+    data = read_npz(path, "checkpoint")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
         state = json.loads(str(data["state"]))
-    except Exception as exc:
-        raise ValueError(f"{path} is not a readable checkpoint ({exc})") from exc
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"{path} is not a readable checkpoint (no run state: {exc})") from exc
     params = Params(**{k: data.get(f"params/{k}") for k in Params._fields})
     adam = {k[len("adam/"):]: v for k, v in data.items() if k.startswith("adam/")}
     return params, state, adam

@@ -4,7 +4,6 @@ A sample's events follow tonic's conventions: a structured array with fields t (
 x (channel) and p (polarity, always 1 for audio-like spike data). A dataset keeps all samples
 in one CSR block (times in ms as float32, channels as int16) so an SHD-sized set fits in memory
 and batches are cut quickly."""
-from pathlib import Path
 
 import numpy as np
 
@@ -93,12 +92,9 @@ class SpikeDataset:
 
     @classmethod
     def load(cls, path):
-        path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                d = {k: z[k] for k in z.files}
-        except Exception as exc:
-            raise ValueError(f"{path} is not a readable dataset file ({exc}); delete it to regenerate") from exc
+        from ..network import read_npz
+
+        d = read_npz(path, "dataset file (delete it to regenerate)")
         duration = float(d["duration_ms"])
         return cls(d["times"], d["channels"], d["offsets"], d["labels"], d["speakers"],
                    n_channels=int(d["n_channels"]), n_classes=int(d["n_classes"]), name=str(d["name"]),
