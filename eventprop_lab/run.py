@@ -37,6 +37,84 @@ def make_augmentation(aug: AugmentConfig, n_channels, duration_ms):
     return Compose(steps) if steps else None
 
 
+class EpochProgress:
+    """One epoch of a run, trained one batch at a time: `train_next_batch()` until `done`, then
+    `finish()` (silent-neuron lift, validation, checkpoints, the "epoch" observation). A paused
+    session keeps its half-done epoch in one of these instead of restarting it."""
+
+    def __init__(self, run: "TrainingRun"):
+        from .data.splits import batches
+
+        t_start = time.perf_counter()
+        self.run = run
+        self.rng = np.random.default_rng([run.training.seed, run.epoch + 1])
+        self.train = run.epoch_training_set(self.rng)
+        self.index_batches = list(batches(len(self.train), run.training.batch_size, rng=self.rng))
+        self.counts = np.zeros(run.net.n_hidden, np.int64)
+        self.losses, self.correct, self.seen, self.next = [], 0, 0, 0
+        self.seconds = time.perf_counter() - t_start  # time spent training: pauses do not count
+
+    @property
+    def done(self):
+        return self.next >= len(self.index_batches)
+
+    def train_next_batch(self):
+        run, t_start = self.run, time.perf_counter()
+        idx = self.index_batches[self.next]
+        rng_state = self.rng.bit_generator.state
+        try:
+            samples = self.train.samples(idx)
+            if run.augmentation is not None:
+                samples = [run.augmentation(t, c, self.rng) for t, c in samples]
+            samples = run._inputs(samples)
+            labels = self.train.labels[idx]
+            probe = run.run_cfg.probe_every and run.step % run.run_cfg.probe_every == 0
+            t0 = time.perf_counter()
+            metrics, res = run.trainer.train_batch(samples, labels, probe_samples=[0] if probe else ())
+        except BaseException:
+            # the trainer leaves parameters and Adam untouched when it fails; rewinding the
+            # generator makes the retry after a fix see exactly the same augmented batch
+            self.rng.bit_generator.state = rng_state
+            raise
+        elapsed = time.perf_counter() - t0
+        run.step += 1
+        self.next += 1  # counted before observers run, so a failing observer cannot repeat it
+        self.counts += res.record.counts.sum(0)
+        self.losses.append(metrics["loss"])
+        self.correct += int(metrics["accuracy"] * len(idx) + 0.5)
+        self.seen += len(idx)
+        self.seconds += time.perf_counter() - t_start
+        run.emit("batch", epoch=run.epoch + 1, batch=self.next, n_batches=len(self.index_batches), step=run.step,
+                 lr=run.trainer.schedule.lr, samples_per_s=len(idx) / elapsed, loss_name=run.training.loss,
+                 **metrics)
+        if probe:
+            data = probe_data(res, samples, run.trainer.params, sample=0)
+            data.update(label=int(labels[0]), epoch=run.epoch + 1, step=run.step)
+            run.emit("probe", **data)
+        return len(idx)
+
+    def finish(self):
+        run = self.run
+        if run.run_cfg.lift_silent > 0:
+            W_in, _ = lift_silent(run.trainer.params.W_in, self.counts, run.run_cfg.lift_silent)
+            run.trainer.params = run.trainer.params._replace(W_in=W_in)
+        run.epoch += 1
+        summary = {"epoch": run.epoch, "train_loss": float(np.mean(self.losses)),
+                   "train_accuracy": self.correct / max(self.seen, 1), "epoch_seconds": self.seconds,
+                   "lr": run.trainer.schedule.lr}
+        if run.validation_set is not None and len(run.validation_set):
+            val = run.evaluate(run.validation_set)
+            summary.update({f"validation_{k}": v for k, v in val.items()})
+            run.trainer.schedule.after_epoch(val["accuracy"])
+        run.save_checkpoint(run.out / "last.npz")
+        acc = summary.get("validation_accuracy", summary["train_accuracy"])
+        if acc > run.best["validation_accuracy"]:
+            run.best = {"validation_accuracy": acc, "epoch": run.epoch}
+            run.save_checkpoint(run.out / "best.npz")
+        run.emit("epoch", **summary)
+        return summary
+
+
 class TrainingRun:
     """Trains one network; `observers` are called with every Observation."""
 
@@ -96,57 +174,18 @@ class TrainingRun:
         return train
 
     # ---- training ------------------------------------------------------------------------
+    def begin_epoch(self):
+        """The next epoch, to be trained batch by batch (see EpochProgress)."""
+        return EpochProgress(self)
+
     def train_epoch(self, should_stop=lambda: False):
         """One epoch; returns its summary, or None if should_stop() asked to stop mid-epoch."""
-        from .data.splits import batches
-
-        cfg = self.training
-        rng = np.random.default_rng([cfg.seed, self.epoch + 1])
-        train = self.epoch_training_set(rng)
-        counts = np.zeros(self.net.n_hidden, np.int64)
-        losses, correct, seen = [], 0, 0
-        t_start = time.perf_counter()
-        index_batches = list(batches(len(train), cfg.batch_size, rng=rng))
-        for b, idx in enumerate(index_batches):
+        epoch = self.begin_epoch()
+        while not epoch.done:
             if should_stop():
                 return None
-            samples = train.samples(idx)
-            if self.augmentation is not None:
-                samples = [self.augmentation(t, c, rng) for t, c in samples]
-            samples = self._inputs(samples)
-            labels = train.labels[idx]
-            probe = self.run_cfg.probe_every and self.step % self.run_cfg.probe_every == 0
-            t0 = time.perf_counter()
-            metrics, res = self.trainer.train_batch(samples, labels, probe_samples=[0] if probe else ())
-            elapsed = time.perf_counter() - t0
-            self.step += 1
-            counts += res.record.counts.sum(0)
-            losses.append(metrics["loss"])
-            correct += int(metrics["accuracy"] * len(idx) + 0.5)
-            seen += len(idx)
-            self.emit("batch", epoch=self.epoch + 1, batch=b + 1, n_batches=len(index_batches), step=self.step,
-                      lr=self.trainer.schedule.lr, samples_per_s=len(idx) / elapsed, **metrics)
-            if probe:
-                data = probe_data(res, samples, self.trainer.params, sample=0)
-                data.update(label=int(labels[0]), epoch=self.epoch + 1, step=self.step)
-                self.emit("probe", **data)
-        if self.run_cfg.lift_silent > 0:
-            W_in, silent = lift_silent(self.trainer.params.W_in, counts, self.run_cfg.lift_silent)
-            self.trainer.params = self.trainer.params._replace(W_in=W_in)
-        self.epoch += 1
-        summary = {"epoch": self.epoch, "train_loss": float(np.mean(losses)), "train_accuracy": correct / max(seen, 1),
-                   "epoch_seconds": time.perf_counter() - t_start, "lr": self.trainer.schedule.lr}
-        if self.validation_set is not None and len(self.validation_set):
-            val = self.evaluate(self.validation_set)
-            summary.update({f"validation_{k}": v for k, v in val.items()})
-            self.trainer.schedule.after_epoch(val["accuracy"])
-        self.save_checkpoint(self.out / "last.npz")
-        acc = summary.get("validation_accuracy", summary["train_accuracy"])
-        if acc > self.best["validation_accuracy"]:
-            self.best = {"validation_accuracy": acc, "epoch": self.epoch}
-            self.save_checkpoint(self.out / "best.npz")
-        self.emit("epoch", **summary)
-        return summary
+            epoch.train_next_batch()
+        return epoch.finish()
 
     def evaluate(self, dataset):
         samples = self._inputs(dataset.samples())

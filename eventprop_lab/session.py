@@ -1,0 +1,421 @@
+"""A training run in a background thread, steered by commands, streaming its observations.
+
+Threading contract: while the session's thread is alive, it alone touches the TrainingRun
+(trainer, parameters, configs, augmentation, counters). Other threads may only
+- send commands (start, pause, step, stop, reset, hot changes); they go through a queue and are
+  applied at the next batch boundary (a batch inside the engine is never interrupted);
+- read observations from the ObservationBuffer (through a Reader);
+- read `status`, `progress`, `last_error`, `history()` and `params` (a snapshot: the trainer
+  replaces its Params after every batch and never mutates them in place).
+session.run and its parts may be touched only while no thread is alive (before start(), after
+stop() or reset()).
+"""
+import math
+import queue
+import threading
+import time
+import traceback
+from collections import deque
+from types import SimpleNamespace
+from typing import NamedTuple
+
+import numpy as np
+
+from .config import AugmentConfig, config_to_dict
+from .losses import get_loss
+from .observe import MetricsWriter, Observation
+from .run import TrainingRun, make_augmentation
+from .training import TrainingConfig
+
+HOT_CHANGES = ("loss", "augment", "lr", "regulariser")
+
+
+class Since(NamedTuple):
+    cursor: int  # pass it to the next since()
+    items: list  # [(seq, Observation)], oldest first
+    missed: int  # observations after the old cursor that were dropped (capacity) before this read
+    cleared: bool  # the buffer was cleared (a session reset) after the old cursor
+
+
+class ObservationBuffer:
+    """Bounded ring of observations, numbered 1, 2, ... as they are appended.
+
+    Probes carry large arrays (adjoint traces, histograms), so they live in their own, smaller
+    ring: they neither hold much memory nor push batch metrics out. Both rings share one sequence,
+    so a reader still sees one ordered stream. The lock is held only to append or to copy
+    references out; readers do their work outside it, so the writer never waits on a slow reader.
+    Observations are shared between readers: treat them as read-only."""
+
+    def __init__(self, capacity=2000, probe_capacity=20):
+        if capacity < 1 or probe_capacity < 1:
+            raise ValueError("buffer capacities must be at least 1")
+        self._main, self._probes = deque(maxlen=capacity), deque(maxlen=probe_capacity)
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._floor = 0  # seq taken by the last clear(): what came before was discarded, not missed
+
+    def append(self, obs: Observation):
+        with self._lock:
+            self._seq += 1
+            (self._probes if obs.kind == "probe" else self._main).append((self._seq, obs))
+            return self._seq
+
+    @property
+    def newest(self):
+        return self._seq
+
+    def __len__(self):
+        return len(self._main) + len(self._probes)
+
+    def clear(self):
+        with self._lock:
+            self._main.clear()
+            self._probes.clear()
+            self._seq += 1  # the clear takes a number, so every earlier cursor lies before it
+            self._floor = self._seq
+
+    def since(self, cursor=None) -> Since:
+        """What is newer than `cursor` (None: the start of the current history) and still held."""
+        with self._lock:
+            newest, low = self._seq, max(cursor or 0, self._floor)
+            cleared = cursor is not None and cursor < self._floor
+            items = []
+            for ring in (self._main, self._probes):
+                for item in reversed(ring):  # newest first: a reader that keeps up costs O(new)
+                    if item[0] <= low:
+                        break
+                    items.append(item)
+        items.sort(key=lambda item: item[0])
+        return Since(newest, items, max(newest - low - len(items), 0), cleared)
+
+
+class Reader:
+    """One consumer's cursor into a buffer (a browser session, a progress bar, a notebook)."""
+
+    def __init__(self, buffer: ObservationBuffer, from_start=True):
+        self.buffer = buffer
+        self.cursor = None if from_start else buffer.newest
+        self.missed = 0  # how many were dropped before this reader got to them, in all
+        self.cleared = False  # the last poll crossed a reset: start the plots afresh
+
+    def poll(self, kinds=None):
+        """The observations that arrived since the last poll (optionally only some kinds)."""
+        got = self.buffer.since(self.cursor)
+        self.cursor, self.cleared = got.cursor, got.cleared
+        self.missed += got.missed
+        return [obs for _, obs in got.items if kinds is None or obs.kind in kinds]
+
+
+def _number(name, value):
+    """A TrainingConfig number checked by its param bounds, plus finite and not a bool."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    TrainingConfig(**{name: value})  # ValueError naming the bound
+    return float(value)
+
+
+class TrainingSession:
+    """Owns a TrainingRun and one daemon thread that trains it batch by batch on command."""
+
+    def __init__(self, run: TrainingRun, capacity=2000, probe_capacity=20, metrics_file=True):
+        self.run = run
+        self.buffer = ObservationBuffer(capacity, probe_capacity)
+        self.metrics_file = metrics_file  # append to metrics.jsonl in the run's folder, as fit() does
+        self._commands = queue.Queue()
+        self._cond = threading.Condition()  # guards the status fields; notified whenever they change
+        self._control = threading.Lock()  # serialises starting, joining and rebuilding
+        self._thread = None
+        run.observers.insert(0, self._observe)  # first, so that a failing observer cannot hide ours
+        self._clear_state()
+
+    @classmethod
+    def from_configs(cls, run_cfg, net, training, augment=None, *, data=None, engine=None, observers=(), **kwargs):
+        run = TrainingRun(run_cfg, net, training, augment or AugmentConfig(), observers=list(observers),
+                          data=data, engine=engine)
+        return cls(run, **kwargs)
+
+    def _clear_state(self):
+        self._epoch = None  # the half-done epoch: kept across pause, stop and errors
+        self._budget, self._until_epoch_end = None, False  # step(n) / step_epoch() in progress
+        self._announced = self.run.step > 0  # a run that has not trained yet gets a "start" event
+        self._rates = deque(maxlen=8)  # (samples, seconds) of the last batches
+        with self._cond:
+            self._state, self._last_error, self.last_traceback = "idle", None, None
+            self._pending, self._history = 0, []
+            self._publish()
+
+    # ---- what other threads may read -------------------------------------------------------
+    def _observe(self, obs):
+        self.buffer.append(obs)
+        if obs.kind in ("epoch", "event"):
+            with self._cond:
+                self._history.append(obs)
+
+    def _publish(self):  # with self._cond held, from the thread (or while there is none)
+        run, epoch = self.run, self._epoch
+        n, secs = (sum(x) for x in zip(*self._rates)) if self._rates else (0, 0.0)
+        self._params = run.trainer.params
+        self._progress = {"epoch": run.epoch, "batch": epoch.next if epoch else 0,
+                          "n_batches": len(epoch.index_batches) if epoch else None, "step": run.step,
+                          "samples_per_s": n / secs if secs else None, "loss": run.training.loss}
+        self._cond.notify_all()
+
+    def _snapshot(self):
+        return dict(self._progress, state=self._state, last_error=self._last_error, pending=self._pending)
+
+    @property
+    def status(self):
+        """One of "idle", "running", "paused", "stopped", "error" (paused by a failure)."""
+        with self._cond:
+            return self._state
+
+    @property
+    def last_error(self):
+        with self._cond:
+            return self._last_error
+
+    @property
+    def progress(self):
+        """State and counters for a progress display (epoch: epochs completed)."""
+        with self._cond:
+            return self._snapshot()
+
+    @property
+    def params(self):
+        with self._cond:
+            return self._params
+
+    def history(self):
+        """The epoch summaries and events (start, hot changes, errors) since the last reset."""
+        with self._cond:
+            return list(self._history)
+
+    def reader(self, from_start=True):
+        return Reader(self.buffer, from_start)
+
+    def wait(self, timeout=30.0, until=None):
+        """Block until every command sent is handled and training is not running (or until
+        until(progress) holds, or no thread is alive); returns whether that condition holds."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                p = self._snapshot()
+                done = until(p) if until else p["pending"] == 0 and p["state"] != "running"
+                left = deadline - time.monotonic()
+                if done or left <= 0 or not self._alive():
+                    return bool(done)
+                self._cond.wait(min(left, 0.5))
+
+    # ---- commands ----------------------------------------------------------------------------
+    def start(self):
+        """Train until paused or stopped; also resumes after a pause, a stop or an error."""
+        self._send("run")
+        self._ensure_thread()
+
+    resume = start
+
+    def pause(self):
+        if self._alive():
+            self._send("pause")
+
+    def step(self, n_batches=1):
+        """Train exactly n batches (the epoch's last one with its end-of-epoch work), then pause."""
+        if isinstance(n_batches, bool) or not isinstance(n_batches, (int, np.integer)) or n_batches < 1:
+            raise ValueError(f"n_batches must be a positive integer, got {n_batches!r}")
+        self._send("step", int(n_batches))
+        self._ensure_thread()
+
+    def step_epoch(self):
+        """Train to the end of the current epoch (a whole one at an epoch boundary), then pause."""
+        self._send("step_epoch")
+        self._ensure_thread()
+
+    def stop(self):
+        """End the thread after the current batch and join it. The half-done epoch is kept for a
+        later start(); commands sent after the stop wait for it too. Idempotent."""
+        if threading.current_thread() is self._thread:  # from an observer: it cannot join itself
+            self._send("stop")
+            return
+        with self._control:
+            if self._thread is not None:
+                self._send("stop")
+                self._thread.join()
+                self._thread = None
+
+    def reset(self, seed=None):
+        """Stop; rebuild the run from its configs as they are now (hot changes included) with
+        fresh weights (from `seed` if given); clear history, buffer and metrics file; idle."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("reset() cannot be called from the training thread")
+        self.stop()
+        with self._control:
+            old = self.run
+            if seed is not None:
+                old.training.seed = int(seed)
+            # the run's own data, already subset and split, so that nothing is loaded again
+            data = SimpleNamespace(train=old.train_set, validation=old.validation_set, test=old.test_set)
+            self.run = TrainingRun(old.run_cfg, old.net, old.training, old.augment, observers=list(old.observers),
+                                   data=data, engine=old.trainer.engine)
+            if self.metrics_file:
+                (self.run.out / "metrics.jsonl").unlink(missing_ok=True)
+            self.buffer.clear()
+            self._clear_state()
+            with self._cond:
+                self._pending = self._commands.qsize()  # sent after the stop: they apply at the next start
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # ---- hot changes: checked in the caller's thread, applied at the next batch boundary ------
+    def set_loss(self, name):
+        get_loss(name)  # ValueError naming the choices
+        self._send("loss", name)
+
+    def set_augmentation(self, **changes):
+        """Change AugmentConfig fields. Per-sample ones (shift, dilate, jitter) apply from the next
+        batch; blend and blend_probs from the next epoch, whose training set they build."""
+        known = [k for k in AugmentConfig.param if k != "name"]
+        unknown = [k for k in changes if k not in known]
+        if not changes or unknown:
+            raise ValueError(f"unknown augmentation setting(s) {unknown}; choose among {', '.join(known)}")
+        AugmentConfig(**changes)  # ValueError naming the bound or type
+        self._send("augment", dict(changes))
+
+    def set_learning_rate(self, lr):
+        """A new base rate; it ends any warm-up (LearningRateSchedule.set_base)."""
+        self._send("lr", _number("lr", lr))
+
+    def set_regulariser(self, strength=None, nu=None):
+        changes = {k: _number(k, v) for k, v in (("reg_strength", strength), ("reg_nu", nu)) if v is not None}
+        if not changes:
+            raise ValueError("give strength and/or nu")
+        self._send("regulariser", changes)
+
+    # ---- the thread --------------------------------------------------------------------------
+    def _alive(self):
+        return self._thread is not None and self._thread.is_alive()
+
+    def _send(self, name, arg=None):
+        with self._cond:
+            self._pending += 1
+        self._commands.put((name, arg))
+
+    def _ensure_thread(self):
+        if threading.current_thread() is self._thread:
+            return
+        with self._control:
+            if not self._alive():
+                self._thread = threading.Thread(target=self._loop, name="eventprop-session", daemon=True)
+                self._thread.start()
+
+    def _loop(self):
+        run, writer = self.run, None
+        try:
+            run.out.mkdir(parents=True, exist_ok=True)
+            if self.metrics_file:
+                writer = MetricsWriter(run.out / "metrics.jsonl")
+                run.observers.append(writer)
+            if not self._announced:
+                self._announced = True
+                run.emit("event", epoch=0, what="start", config=config_to_dict(run.configs))
+        except Exception as exc:
+            self._fail(exc)
+        try:
+            while not self._handle_commands(block=self.status != "running"):
+                if self.status == "running":
+                    self._train_one()
+        except BaseException as exc:  # a bug in the loop itself: reported, never silent
+            self._fail(exc)
+            raise
+        finally:
+            if writer is not None:
+                run.observers.remove(writer)
+                writer.close()
+            with self._cond:
+                self._state = "error" if self._state == "error" else "stopped"
+                self._publish()
+
+    def _handle_commands(self, block):
+        """Apply queued commands in order; True when told to stop (later ones stay queued)."""
+        while True:
+            try:
+                name, arg = self._commands.get(block=block)
+            except queue.Empty:
+                return False
+            block = False
+            try:
+                if name == "stop":
+                    return True
+                if name in HOT_CHANGES:
+                    self._apply(name, arg)
+                    continue
+                with self._cond:
+                    if name == "pause":
+                        self._state = "paused" if self._state == "running" else self._state
+                        continue
+                    self._state, self._last_error = "running", None
+                self._budget = arg if name == "step" else None
+                self._until_epoch_end = name == "step_epoch"
+            except Exception as exc:
+                self._fail(exc)
+            finally:
+                with self._cond:
+                    self._pending -= 1
+                    self._publish()
+
+    def _apply(self, what, value):
+        run = self.run
+        if what == "loss":
+            old, new, label = run.training.loss, value, f"loss → {value}"
+            run.trainer.set_loss(value)
+        elif what == "lr":
+            old, new, label = run.trainer.schedule.lr, value, f"lr → {value:g}"
+            run.trainer.schedule.set_base(value)
+            run.training.lr = run.trainer.optimiser.lr = value  # so that checkpoints and reset() keep it
+        else:
+            target = run.augment if what == "augment" else run.training
+            old, new = {k: getattr(target, k) for k in value}, dict(value)
+            label = ", ".join(f"{k} → {v}" for k, v in value.items())
+            target.param.update(**value)
+            if what == "augment":
+                run.augmentation = make_augmentation(run.augment, run.train_set.n_channels, run.training.trial_ms)
+        self._event(what, old=old, new=new, label=label)
+
+    def _event(self, what, **data):
+        self.run.emit("event", what=what, step=self.run.step, epoch=self.run.epoch + 1, **data)
+
+    def _train_one(self):
+        try:
+            if self._epoch is None:
+                self._epoch = self.run.begin_epoch()
+            epoch = self._epoch
+            if not epoch.done:  # done already when an observer failed after the epoch's last batch
+                t0 = time.perf_counter()
+                n = epoch.train_next_batch()
+                self._rates.append((n, time.perf_counter() - t0))
+            if epoch.done:
+                self._epoch = None  # closed first: an epoch's end is not safe to repeat after a failure
+                epoch.finish()
+        except Exception as exc:  # a failed batch is retried on resume
+            self._fail(exc)
+            return
+        with self._cond:
+            self._budget = None if self._budget is None else self._budget - 1
+            if self._budget == 0 or (self._until_epoch_end and self._epoch is None):
+                self._state, self._budget, self._until_epoch_end = "paused", None, False
+            self._publish()
+
+    def _fail(self, exc):
+        message = f"{type(exc).__name__}: {exc}"
+        with self._cond:
+            self._state, self._last_error = "error", message
+            self.last_traceback = traceback.format_exc()
+            self._budget, self._until_epoch_end = None, False
+            self._publish()
+        try:
+            self._event("error", message=message)
+        except Exception:  # another observer failed as well: ours ran first and has the event
+            pass
