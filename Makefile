@@ -3,16 +3,20 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench
+.PHONY: demo train-demo test bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,app]'
 	touch $@
 
-# until the dashboard lands: a short training run on the embedded dataset (generated on first use)
+# the dashboard on the embedded dataset (generated on first use): open http://localhost:5006/main
 demo: $(VENV)/.installed
+	$(VENV)/bin/panel serve app/main.py --address 127.0.0.1 --port 5006
+
+# a short training run on the embedded dataset, in the terminal
+train-demo: $(VENV)/.installed
 	$(VENV)/bin/eventprop-lab train --dataset randman-shd --loss sum_exp --epochs 5 --n-hidden 128 \
 		--lr 0.003 --out-dir runs/demo
 
@@ -20,5 +24,5 @@ test: $(VENV)/.installed
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[test,app,bench]'
 	$(PY) benchmarks/bench_engine.py
