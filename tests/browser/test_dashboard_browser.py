@@ -1,4 +1,5 @@
-"""The served dashboard in a headless browser: it loads without console errors and trains on play."""
+"""The served dashboard in a headless browser: it loads without console errors, trains on play, stops
+on pause, and takes a change of loss while running."""
 import os
 import re
 import socket
@@ -49,7 +50,7 @@ def served_app(tmp_path):
     log.close()
 
 
-def test_the_page_loads_without_errors_and_play_makes_the_step_counter_grow(served_app):
+def test_the_page_trains_on_play_stops_on_pause_and_switches_loss(served_app):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--headless"])
@@ -70,6 +71,18 @@ def test_the_page_loads_without_errors_and_play_makes_the_step_counter_grow(serv
             deadline = time.monotonic() + 90
             while step() < first + 3:
                 assert time.monotonic() < deadline, f"no training after play: {status.inner_text()}"
+                time.sleep(0.5)
+            page.get_by_role("button", name="pause").click()
+            page.get_by_text(re.compile(r"^paused")).wait_for(timeout=30_000)
+            paused_at = step()
+            time.sleep(2.0)
+            assert step() == paused_at, "the step counter moved while paused"
+            # a hot change of loss while running: the session reports the new loss
+            page.locator("select").first.select_option("sum")
+            page.get_by_role("button", name="play").click()
+            page.get_by_text(re.compile(r"loss fn sum(?!_)")).wait_for(timeout=60_000)
+            while step() < paused_at + 2:
+                assert time.monotonic() < deadline + 60, f"no training after the switch: {status.inner_text()}"
                 time.sleep(0.5)
             page.get_by_role("button", name="pause").click()
             assert errors == []
