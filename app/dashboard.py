@@ -16,7 +16,7 @@ from eventprop_lab.network import NetworkConfig
 from eventprop_lab.session import TrainingSession
 from eventprop_lab.training import TrainingConfig
 
-from .plots import LearningCurves, ProbeView, WeightHistogram, grid
+from .plots import LearningCurves, ProbeView, TransportedView, WeightHistogram, grid
 
 HOT = {"loss": "training", "lr": "training", "shift": "augment", "blend": "augment"}  # applied at once
 ON_RESET = {"n_hidden": "network", "dataset": "run"}  # need a rebuild: applied by reset
@@ -83,6 +83,7 @@ class Dashboard(pn.viewable.Viewer):
         super().__init__(**params)
         self.controls = Controls()
         self.curves, self.probe, self.weights = LearningCurves(), ProbeView(), WeightHistogram()
+        self.transported = TransportedView()
         self._reader, self._callback = None, None
         self.status = pn.pane.Markdown("**loading data…**", sizing_mode="stretch_width")
         self.bar = pn.indicators.Progress(value=0, max=1, sizing_mode="stretch_width", height=18)
@@ -102,7 +103,7 @@ class Dashboard(pn.viewable.Viewer):
             self.session = session
         self._reader = session.reader(from_start=True)
         self.controls.sync_from(session.run)
-        self.curves.clear(), self.probe.clear(), self.weights.clear()
+        self.curves.clear(), self.probe.clear(), self.weights.clear(), self.transported.clear()
         self.message = ""
 
     def _try_attach(self):
@@ -178,8 +179,8 @@ class Dashboard(pn.viewable.Viewer):
             return
         observations = self._reader.poll()
         if self._reader.cleared:
-            self.curves.clear(), self.probe.clear(), self.weights.clear()
-        for view in (self.curves, self.probe, self.weights):
+            self.curves.clear(), self.probe.clear(), self.weights.clear(), self.transported.clear()
+        for view in (self.curves, self.probe, self.weights, self.transported):
             view.add(observations)
         p = self.session.progress
         self.status.object = self.status_line(p)
@@ -216,6 +217,7 @@ class Dashboard(pn.viewable.Viewer):
             pn.Column(self.status, self.bar,
                       pn.pane.Bokeh(grid(*self.curves.layout()), sizing_mode="stretch_width"),
                       pn.pane.Bokeh(grid(*self.probe.layout()), sizing_mode="stretch_width"),
-                      pn.pane.Bokeh(grid(*self.weights.layout()), sizing_mode="stretch_width"),
+                      pn.pane.Bokeh(grid(*self.transported.layout(), *self.weights.layout()),
+                                    sizing_mode="stretch_width"),
                       sizing_mode="stretch_width"),
             sizing_mode="stretch_width")

@@ -121,5 +121,46 @@ class WeightHistogram:
         return [self.fig]
 
 
+class TransportedView:
+    """What each spike of the most active hidden neurons receives, sum_m w (lambda_V - lambda_I)_m,
+    against its time (the paper's Fig. 3): its sign tells whether the gradient moves that spike
+    earlier (positive) or later (negative), and later means the neuron's input weights go down."""
+
+    COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
+
+    def __init__(self, n_neurons=5):
+        self.n = n_neurons
+        self.points = ColumnDataSource({"t": [], "value": [], "color": [], "neuron": []})
+        self.fig = _figure("value transported to the most active hidden neurons at their spikes",
+                           x_axis_label="ms", y_axis_label="Σ w (λ_V − λ_I)")
+        self.fig.scatter("t", "value", source=self.points, color="color", size=6, alpha=0.8)
+        self.fig.hspan(y=[0], line_color="#888888", line_dash="dotted")
+
+    def clear(self):
+        self.points.data = {k: [] for k in self.points.data}
+
+    def add(self, observations):
+        probes = [o.data for o in observations if o.kind == "probe"]
+        if not probes:
+            return
+        p = probes[-1]
+        ids, times, values = (np.asarray(p[k]) for k in ("hidden_ids", "hidden_times", "transported"))
+        if len(ids) == 0:
+            self.clear()
+            return
+        counts = np.bincount(ids)
+        top = np.argsort(counts)[::-1][:self.n]
+        top = top[counts[top] > 0]
+        keep = np.isin(ids, top)
+        color_of = {int(j): self.COLORS[i % len(self.COLORS)] for i, j in enumerate(top)}
+        self.points.data = {"t": times[keep], "value": values[keep],
+                            "color": [color_of[int(j)] for j in ids[keep]], "neuron": ids[keep]}
+        sums = " ".join(f"#{int(j)} {values[ids == j].sum():+.0e}" for j in top)
+        self.fig.title.text = f"transported to the top {len(top)} hidden neurons; sums {sums}"
+
+    def layout(self):
+        return [self.fig]
+
+
 def grid(*figs):
     return row(*figs, sizing_mode="stretch_width")

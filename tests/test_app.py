@@ -3,6 +3,7 @@ import sys
 from concurrent.futures import Future
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pn = pytest.importorskip("panel", reason="the dashboard needs panel (pip install panel holoviews bokeh)")
@@ -45,6 +46,9 @@ def test_update_streams_batches_probes_and_weights_into_the_plots(dash, session)
     assert dash.probe.step == 5 and len(dash.probe.inputs.data["t"]) > 0
     assert len(dash.probe.adjoint.data["diff"]) == 100  # trial_ms 100 at dt 1
     assert sum(dash.weights.bars.data["count"]) == 16 * 4  # W_out: n_hidden x n_out
+    points = dash.transported.points.data
+    assert 0 < len(set(points["neuron"])) <= 5 and len(points["t"]) == len(points["value"]) > 0
+    assert np.all(np.isfinite(points["value"])) and "sums #" in dash.transported.fig.title.text
     assert "step 5" in dash.status.object and "paused" in dash.status.object
     dash.step(2)
     session.wait()
