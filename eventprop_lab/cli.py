@@ -139,7 +139,7 @@ def _evaluate(args):
     ckpt = Path(args.checkpoint)
     ckpt = ckpt / "best.npz" if ckpt.is_dir() else ckpt
     overrides = {"run.dataset": args.dataset} if args.dataset else {}
-    run = TrainingRun.resume(ckpt, **overrides)
+    run = TrainingRun.from_checkpoint(ckpt, **overrides)  # evaluating must not touch the run's files
     sets = {"train": run.train_set, "validation": run.validation_set, "test": run.test_set}
     for name in args.split:
         data = sets[name]

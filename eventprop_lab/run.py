@@ -221,8 +221,8 @@ class TrainingRun:
         atomic_write(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
-    def resume(cls, path, observers=(), data=None, engine=None, **overrides):
-        """A run continued from a checkpoint (its config, weights, optimiser and schedule)."""
+    def from_checkpoint(cls, path, observers=(), data=None, engine=None, **overrides):
+        """A run as a checkpoint left it (config, weights, optimiser, schedule); changes no file."""
         params, state, adam = load_checkpoint(path)
         configs = configs_from_dict(state["config"])
         for key, value in overrides.items():
@@ -235,9 +235,16 @@ class TrainingRun:
         sched.lr, sched.base = state["lr"], state["lr_base"]
         sched.fast, sched.slow, sched.epochs_since_change = state["ema_fast"], state["ema_slow"], state["since_change"]
         run.epoch, run.step, run.best = state["epoch"], state["step"], state["best"]
+        return run
+
+    @classmethod
+    def resume(cls, path, observers=(), data=None, engine=None, **overrides):
+        """A run to continue training from a checkpoint: as from_checkpoint, and the metrics file
+        loses the records of the epoch that was interrupted, which will be trained again."""
+        run = cls.from_checkpoint(path, observers, data, engine, **overrides)
         metrics = run.out / "metrics.jsonl"
         if metrics.exists():
-            truncate_metrics(metrics, run.epoch)  # drop the batches of an interrupted epoch
+            truncate_metrics(metrics, run.epoch)
         return run
 
 

@@ -60,3 +60,17 @@ def test_bad_values_are_refused_with_the_option_named(capsys):
 def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
     assert main(["train", "--dataset", "shd", "--data-dir", str(tmp_path), "--out-dir", str(tmp_path / "r")]) == 2
     assert "shd_train.h5" in capsys.readouterr().err
+
+
+def test_evaluating_the_best_checkpoint_keeps_every_metrics_record(h5_data, tmp_path):
+    out = tmp_path / "run"
+    assert main(_train_args(h5_data, out, 3)) == 0
+    before = (out / "metrics.jsonl").read_text()
+    (out / "best.npz").write_bytes((out / "last.npz").read_bytes())  # stand-in checkpoint ...
+    from eventprop_lab.run import TrainingRun
+
+    run = TrainingRun.from_checkpoint(out / "best.npz")
+    run.epoch = 1  # ... that is older than the last epoch, as a best checkpoint often is
+    run.save_checkpoint(out / "best.npz")
+    assert main(["evaluate", str(out / "best.npz")]) == 0
+    assert (out / "metrics.jsonl").read_text() == before
