@@ -4,8 +4,11 @@ line, and live plots fed by a per-browser-session periodic callback that polls a
 Threading: the training thread only appends to the session's observation buffer. Everything that
 touches Bokeh/Panel models happens in `update()`, which Panel runs on the browser session's event
 loop (`pn.state.add_periodic_callback`)."""
+import atexit
 import copy
+import sys
 import threading
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 import panel as pn
@@ -16,10 +19,20 @@ from eventprop_lab.network import NetworkConfig
 from eventprop_lab.session import TrainingSession
 from eventprop_lab.training import TrainingConfig
 
-from .plots import LearningCurves, ProbeView, TransportedView, WeightHistogram, grid
+from .plots import (PROJECTIONS, AdjointView, LearningCurves, ProbeHistory, ProbeView, RateByWeight,
+                    TransportedView, WeightView, grid)
 
-HOT = {"loss": "training", "lr": "training", "shift": "augment", "blend": "augment"}  # applied at once
-ON_RESET = {"n_hidden": "network", "dataset": "run"}  # need a rebuild: applied by reset
+# applied at the next batch boundary, without losing the network
+HOT = {"loss": "training", "lr": "training", "reg_strength": "training", "reg_nu": "training",
+       "shift": "augment", "max_shift": "augment", "blend": "augment", "dilate": "augment",
+       "jitter": "augment", "jitter_sigma": "augment"}
+# need a new network (or new data): applied by reset
+ON_RESET = {"dataset": "run", "n_hidden": "network", "recurrent": "network", "heterogeneous_tau": "network",
+            "delay_line": "network", "train_tau": "training", "batch_size": "training"}
+BUTTONS = ("play", "pause", "step", "reset")
+# what `?mode=classroom` hides: students play with the loss and augmentations, not the set-up
+CLASSROOM_HIDES = ("dataset", "n_hidden", "recurrent", "heterogeneous_tau", "delay_line", "train_tau",
+                   "batch_size", "reg_nu", "max_shift", "jitter_sigma", "reset")
 
 
 def _like(config_cls, name):
@@ -32,20 +45,94 @@ class Controls(param.Parameterized):
 
     loss = _like(TrainingConfig, "loss")
     lr = _like(TrainingConfig, "lr")
+    reg_strength = _like(TrainingConfig, "reg_strength")
+    reg_nu = _like(TrainingConfig, "reg_nu")
     shift = _like(AugmentConfig, "shift")
+    max_shift = _like(AugmentConfig, "max_shift")
     blend = _like(AugmentConfig, "blend")
-    n_hidden = _like(NetworkConfig, "n_hidden")
+    dilate = _like(AugmentConfig, "dilate")
+    jitter = _like(AugmentConfig, "jitter")
+    jitter_sigma = _like(AugmentConfig, "jitter_sigma")
     dataset = _like(RunConfig, "dataset")
+    n_hidden = _like(NetworkConfig, "n_hidden")
+    recurrent = _like(NetworkConfig, "recurrent")
+    heterogeneous_tau = _like(NetworkConfig, "heterogeneous_tau")
+    delay_line = _like(NetworkConfig, "delay_line")
+    train_tau = _like(TrainingConfig, "train_tau")
+    batch_size = _like(TrainingConfig, "batch_size")
     syncing = False
 
+    @staticmethod
+    def configs_of(run):
+        return {"training": run.training, "augment": run.augment, "network": run.net, "run": run.run_cfg}
+
     def sync_from(self, run):
-        configs = {"training": run.training, "augment": run.augment, "network": run.net, "run": run.run_cfg}
-        sections = {**HOT, **ON_RESET}
+        configs = self.configs_of(run)
         self.syncing = True  # the widgets follow; the dashboard's watchers ignore it
         try:
-            self.param.update(**{k: getattr(configs[sec], k) for k, sec in sections.items()})
+            self.param.update(**{k: getattr(configs[sec], k) for k, sec in {**HOT, **ON_RESET}.items()})
         finally:
             self.syncing = False
+
+    def query(self, base=None):
+        """These settings as a URL query string: only what differs from `base` (default: the
+        configs' defaults), so that links stay short."""
+        base = base or Controls()
+        changed = {k: v for k, v in self.param.values().items()
+                   if k != "name" and v != getattr(base, k)}
+        return urllib.parse.urlencode({k: _to_text(v) for k, v in changed.items()})
+
+
+def _to_text(value):
+    return ("1" if value else "0") if isinstance(value, bool) else str(value)
+
+
+def _from_text(p, text):
+    if isinstance(p, param.Boolean):
+        low = text.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected 1/0, true/false, yes/no or on/off, got {text!r}")
+    if isinstance(p, param.Integer):
+        return int(text)
+    if isinstance(p, param.Number):
+        return float(text)
+    return text
+
+
+def parse_url_args(args):
+    """Settings and hidden controls from a page's query arguments ({name: [bytes or str]}, as
+    pn.state.session_args gives them). Returns (settings, hidden, problems): bad values are
+    reported in `problems` and left out, never raised, so a mistyped link still opens the page."""
+    settings, hidden, problems = {}, set(), []
+    scratch = Controls()
+    known = [k for k in Controls.param if k != "name"]
+    for key, values in args.items():
+        text = values[-1] if isinstance(values, (list, tuple)) else values
+        text = text.decode() if isinstance(text, bytes) else str(text)
+        if key == "hide":
+            names = [n.strip() for n in text.split(",") if n.strip()]
+            bad = [n for n in names if n not in known and n not in BUTTONS]
+            if bad:
+                problems.append(f"hide: unknown name(s) {', '.join(bad)}")
+            hidden.update(n for n in names if n not in bad)
+        elif key == "mode":
+            if text == "classroom":
+                hidden.update(CLASSROOM_HIDES)
+            else:
+                problems.append(f"mode={text!r} is unknown (try mode=classroom)")
+        elif key in known:
+            try:
+                value = _from_text(Controls.param[key], text)
+                setattr(scratch, key, value)  # param's own check of type and bounds
+                settings[key] = value
+            except ValueError as exc:
+                problems.append(f"{key}={text!r} ignored: {exc}")
+        else:
+            problems.append(f"unknown setting {key!r} ignored")
+    return settings, hidden, problems
 
 
 def build_session(dataset="randman-shd", n_hidden=96, out_dir="runs/dashboard", data=None, **training):
@@ -59,15 +146,36 @@ def build_session(dataset="randman-shd", n_hidden=96, out_dir="runs/dashboard", 
 
 _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventprop-loader")
 _cache_lock = threading.Lock()
+_shared_keys = set()
 
 
 def shared_session(key="eventprop-lab/default", **kwargs):
     """A Future of one session per server process under `key` (every browser session watches and
-    steers the same run: the classroom case). Built in a background thread so pages render at once."""
+    steers the same run: the classroom case). Built in a background thread so pages render at once.
+    The server's shutdown stops it after its current batch (stop_shared_sessions, at exit)."""
     with _cache_lock:
         if key not in pn.state.cache:
             pn.state.cache[key] = _pool.submit(build_session, **kwargs)
+            if not _shared_keys:
+                atexit.register(stop_shared_sessions)
+            _shared_keys.add(key)
         return pn.state.cache[key]
+
+
+def stop_shared_sessions():
+    """Stop every shared session: its thread ends after the current batch, so checkpoints and the
+    metrics file are left whole. Returns how many were stopped."""
+    stopped = 0
+    with _cache_lock:
+        futures = [pn.state.cache.get(k) for k in _shared_keys]
+    for future in futures:
+        if future is None or not future.done() or future.exception() is not None:
+            continue
+        session = future.result()
+        session.stop()
+        stopped += 1
+        print(f"eventprop-lab: training session stopped at step {session.progress['step']}", file=sys.stderr)
+    return stopped
 
 
 class Dashboard(pn.viewable.Viewer):
@@ -78,33 +186,64 @@ class Dashboard(pn.viewable.Viewer):
     make_session = param.Callable(None, doc="make_session(dataset=, n_hidden=) for a reset that changes them")
     period = param.Integer(250, bounds=(20, None), doc="ms between plot updates")
     message = param.String("loading data…", doc="last notice shown beside the status")
+    url_args = param.Dict(None, allow_None=True,
+                          doc="query arguments (settings, hide=, mode=classroom); default: the page's own")
 
     def __init__(self, **params):
         super().__init__(**params)
         self.controls = Controls()
-        self.curves, self.probe, self.weights = LearningCurves(), ProbeView(), WeightHistogram()
-        self.transported = TransportedView()
+        self.curves, self.probe, self.adjoint = LearningCurves(), ProbeView(), AdjointView()
+        self.transported, self.by_weight = TransportedView(), RateByWeight()
+        self.weights = {name: WeightView(name) for name in PROJECTIONS}
+        self.probes = ProbeHistory()
         self._reader, self._callback = None, None
+        self._url_settings, self.hidden, self._url_problems = {}, set(), []
         self.status = pn.pane.Markdown("**loading data…**", sizing_mode="stretch_width")
         self.bar = pn.indicators.Progress(value=0, max=1, sizing_mode="stretch_width", height=18)
+        self.share = pn.pane.Markdown("", sizing_mode="stretch_width")
         self.buttons = {name: pn.widgets.Button(label=label, color=kind, width=70)
                         for name, label, kind in (("play", "play", "success"), ("pause", "pause", "warning"),
                                                   ("step", "step", "primary"), ("reset", "reset", "danger"))}
         for name, button in self.buttons.items():
             button.on_click(lambda event, f=getattr(self, name): f())
+        self.follow = pn.widgets.Checkbox(label="follow the newest probe", value=True)
+        self.scrub = pn.widgets.IntSlider(label="probe", start=0, end=1, value=0, disabled=True,
+                                          sizing_mode="stretch_width")
+        self.scrub.param.watch(self._scrubbed, "value")
+        self.follow.param.watch(lambda e: e.new and self._show_probe(len(self.probes) - 1), "value")
+        self._shown_step, self._scrub_syncing = None, False
         self.controls.param.watch(self._hot_change, list(HOT))
         self.controls.param.watch(self._rebuild_pending, list(ON_RESET))
+        self.controls.param.watch(self._update_share, [k for k in self.controls.param if k != "name"])
+        if self.url_args is not None:
+            self._read_url(self.url_args)
         if self.session is not None:
             self._attach(self.session)
 
     # ---- session -------------------------------------------------------------------------
+    def _views(self):
+        return (self.probe, self.adjoint, self.transported, self.by_weight, *self.weights.values())
+
+    def _clear_views(self, archive):
+        if archive:
+            self.curves.archive()  # an earlier run stays as a faint overlay
+        else:
+            self.curves.clear()
+        for view in self._views():
+            view.clear()
+        self.probes.clear()
+        self._shown_step = None
+        self._sync_scrub()
+
     def _attach(self, session):
         with param.parameterized.discard_events(self):
             self.session = session
         self._reader = session.reader(from_start=True)
         self.controls.sync_from(session.run)
-        self.curves.clear(), self.probe.clear(), self.weights.clear(), self.transported.clear()
+        self._clear_views(archive=True)
         self.message = ""
+        self._update_share()
+        self._apply_url_settings()
 
     def _try_attach(self):
         if self.session is not None or self.loader is None or not self.loader.done():
@@ -115,6 +254,38 @@ class Dashboard(pn.viewable.Viewer):
             self.message = f"could not build the session: {type(exc).__name__}: {exc}"
             self.loader = None
 
+    def _read_url(self, args):
+        self._url_settings, self.hidden, self._url_problems = parse_url_args(args)
+        if self._url_problems:
+            self.message = "link: " + "; ".join(self._url_problems)
+
+    def _apply_url_settings(self):
+        """A shared link's settings, where they differ from the run: hot ones at once; the others
+        by a reset if the run has not trained yet, else on the next reset."""
+        wanted = {k: v for k, v in self._url_settings.items() if getattr(self.controls, k) != v}
+        self._url_settings = {}
+        if not wanted:
+            return
+        s = self.session
+        if s.progress["step"] == 0 and s.status in ("idle", "stopped"):
+            # nothing trained yet: build the run with these settings, so that no marker says "changed"
+            self.controls.syncing = True
+            try:
+                self.controls.param.update(**wanted)
+            finally:
+                self.controls.syncing = False
+            s.stop()
+            configs = Controls.configs_of(s.run)
+            for name, value in wanted.items():
+                section = HOT.get(name) or ON_RESET[name]
+                if section != "run":
+                    setattr(configs[section], name, value)
+            self.reset()
+        else:
+            self.controls.param.update(**wanted)
+        notes = "; ".join(self._url_problems)
+        self.message = "settings from the link" + (f" ({notes})" if notes else "")
+
     def _hot_change(self, *events):
         if self.session is None or self.controls.syncing:
             return
@@ -124,6 +295,10 @@ class Dashboard(pn.viewable.Viewer):
                     self.session.set_loss(event.new)
                 elif event.name == "lr":
                     self.session.set_learning_rate(event.new)
+                elif event.name == "reg_strength":
+                    self.session.set_regulariser(strength=event.new)
+                elif event.name == "reg_nu":
+                    self.session.set_regulariser(nu=event.new)
                 else:
                     self.session.set_augmentation(**{event.name: event.new})
                 self.message = f"{event.name} → {event.new} (from the next batch)"
@@ -134,6 +309,21 @@ class Dashboard(pn.viewable.Viewer):
         if self.controls.syncing:
             return
         self.message = ", ".join(f"{e.name} → {e.new}" for e in events) + ": applied on reset"
+
+    def share_url(self):
+        """A link to this page with the current settings (and the same hidden controls)."""
+        query = self.controls.query()
+        if self.hidden:
+            query = "&".join(q for q in (query, "hide=" + ",".join(sorted(self.hidden))) if q)
+        base = ""
+        try:
+            base = (pn.state.location.href or "").split("?")[0] if pn.state.location else ""
+        except Exception:  # outside a server session there is no location
+            base = ""
+        return f"{base}?{query}" if query else (base or "?")
+
+    def _update_share(self, *events):
+        self.share.object = f"[link to these settings]({self.share_url()})"
 
     # ---- buttons (also callable from Python) ----------------------------------------------
     def play(self):
@@ -149,7 +339,8 @@ class Dashboard(pn.viewable.Viewer):
             self.session.step(n_batches)
 
     def reset(self):
-        """Fresh weights; a changed dataset or hidden size rebuilds the run (the dataset via make_session)."""
+        """Fresh weights with the settings as they are now; a changed dataset rebuilds the session
+        (via make_session), the network and batch settings rebuild the run."""
         s, c = self.session, self.controls
         if s is None:
             return
@@ -164,12 +355,46 @@ class Dashboard(pn.viewable.Viewer):
             except Exception as exc:
                 self.message = f"could not load {c.dataset}: {exc}"
                 return
+            self._reset_with_controls(new)
             self._attach(new)
             return
-        s.stop()  # the run may be changed only while no thread is alive
-        s.run.net.n_hidden = c.n_hidden
-        s.reset()
+        self._reset_with_controls(s)
         self.message = "reset: fresh weights"
+
+    def _reset_with_controls(self, session):
+        session.stop()  # the run may be changed only while no thread is alive
+        configs = Controls.configs_of(session.run)
+        for name, section in ON_RESET.items():
+            if section != "run":
+                setattr(configs[section], name, getattr(self.controls, name))
+        session.reset()
+
+    # ---- probe scrubbing -----------------------------------------------------------------
+    def _sync_scrub(self):
+        n = len(self.probes)
+        self._scrub_syncing = True
+        try:
+            self.scrub.param.update(start=0, end=max(n - 1, 1), disabled=n < 2,
+                                    value=self.probes.index_of_step(self._shown_step) if n else 0)
+            step = self._shown_step
+            self.scrub.label = f"probe at step {step} ({n} kept)" if step is not None else "probe"
+        finally:
+            self._scrub_syncing = False
+
+    def _scrubbed(self, event):
+        if self._scrub_syncing or not len(self.probes):
+            return
+        self.follow.value = event.new == len(self.probes) - 1
+        self._show_probe(event.new)
+
+    def _show_probe(self, index):
+        if not len(self.probes):
+            return
+        p = self.probes[max(0, min(index, len(self.probes) - 1))]
+        for view in self._views():
+            view.show(p)
+        self._shown_step = p["step"]
+        self._sync_scrub()
 
     # ---- the periodic update (Bokeh's event loop only) ------------------------------------
     def update(self):
@@ -179,9 +404,18 @@ class Dashboard(pn.viewable.Viewer):
             return
         observations = self._reader.poll()
         if self._reader.cleared:
-            self.curves.clear(), self.probe.clear(), self.weights.clear(), self.transported.clear()
-        for view in (self.curves, self.probe, self.weights, self.transported):
-            view.add(observations)
+            self._clear_views(archive=True)
+        self.curves.add(observations)
+        n_before = len(self.probes)
+        arrived = self.probes.add(observations)
+        if arrived:
+            new = [self.probes[i] for i in range(max(len(self.probes) - arrived, 0), len(self.probes))]
+            for view in self.weights.values():
+                view.add(new)
+            if self.follow.value or n_before == 0:
+                self._show_probe(len(self.probes) - 1)
+            else:
+                self._sync_scrub()  # the shown probe keeps its place while older ones roll off
         p = self.session.progress
         self.status.object = self.status_line(p)
         self.bar.max = max(p["n_batches"] or 1, 1)
@@ -206,18 +440,53 @@ class Dashboard(pn.viewable.Viewer):
             self._callback = pn.state.add_periodic_callback(self.update, period=self.period)
 
     # ---- layout --------------------------------------------------------------------------
+    def _control_panel(self):
+        shown = [k for k in self.controls.param if k != "name" and k not in self.hidden]
+        hot = [k for k in shown if k in HOT]
+        later = [k for k in shown if k in ON_RESET]
+        kinds = {"lr": {"type": pn.widgets.FloatInput, "step": 1e-4, "format": "0.[0000]"},
+                 "reg_strength": {"type": pn.widgets.FloatInput, "step": 1e-9},
+                 "n_hidden": pn.widgets.IntInput, "batch_size": pn.widgets.IntInput,
+                 "max_shift": pn.widgets.IntInput, "dataset": pn.widgets.TextInput}
+        parts = [pn.Row(*(b for name, b in self.buttons.items() if name not in self.hidden))]
+        if hot:
+            parts += ["**Change while it runs**",
+                      pn.Param(self.controls, parameters=hot, show_name=False, sizing_mode="stretch_width",
+                               widgets={k: v for k, v in kinds.items() if k in hot})]
+        if later:
+            parts += ["**Applied on reset** (a new network)",
+                      pn.Param(self.controls, parameters=later, show_name=False, sizing_mode="stretch_width",
+                               widgets={k: v for k, v in kinds.items() if k in later})]
+        parts.append(self.share)
+        return pn.Column("## Eventprop Lab", *parts, width=340)
+
     def __panel__(self):
-        widgets = pn.Param(self.controls, show_name=False, widgets={
-            "lr": {"type": pn.widgets.FloatInput, "step": 1e-4, "format": "0.[0000]"},
-            "n_hidden": pn.widgets.IntInput}, sizing_mode="stretch_width")
+        if self.url_args is None:
+            args = getattr(pn.state, "session_args", None) or {}
+            if args:
+                self._read_url(args)
+                if self.session is not None:
+                    self._apply_url_settings()
         pn.state.onload(self._start_updates)
         self.update()
+        self._update_share()
+        text = pn.pane.Markdown
         return pn.Row(
-            pn.Column("## Eventprop Lab", pn.Row(*self.buttons.values()), widgets, width=340),
-            pn.Column(self.status, self.bar,
-                      pn.pane.Bokeh(grid(*self.curves.layout()), sizing_mode="stretch_width"),
-                      pn.pane.Bokeh(grid(*self.probe.layout()), sizing_mode="stretch_width"),
-                      pn.pane.Bokeh(grid(*self.transported.layout(), *self.weights.layout()),
-                                    sizing_mode="stretch_width"),
-                      sizing_mode="stretch_width"),
+            self._control_panel(),
+            pn.Column(
+                self.status, self.bar,
+                text("### Learning curves\nThin lines: every batch; dots: every epoch (squares: validation). "
+                     "Red dashed lines: a setting changed while training. Grey: earlier runs (before a reset)."),
+                pn.pane.Bokeh(grid(*self.curves.layout()), sizing_mode="stretch_width"),
+                text("### One probed sample\nEvery few batches one training sample is probed: its spikes, "
+                     "the readout voltages, and the adjoint (λ) that Eventprop sends back through time."),
+                pn.Row(self.scrub, self.follow, sizing_mode="stretch_width"),
+                pn.pane.Bokeh(grid(*self.probe.layout()), sizing_mode="stretch_width"),
+                pn.pane.Bokeh(grid(*self.adjoint.layout(), *self.transported.layout(), *self.by_weight.layout()),
+                              sizing_mode="stretch_width"),
+                text("### Weights\nEach projection's histogram at the shown probe, and its percentiles over "
+                     "time (shaded: 5–95 % and 25–75 %; line: median)."),
+                *(pn.pane.Bokeh(grid(*view.layout()), sizing_mode="stretch_width")
+                  for view in self.weights.values()),
+                sizing_mode="stretch_width"),
             sizing_mode="stretch_width")

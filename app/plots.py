@@ -1,121 +1,253 @@
 """Live Bokeh views of a training session's observations, fed from a Reader by the dashboard.
 
 Each view owns its ColumnDataSources and is only ever touched from the periodic callback of its
-browser session (Bokeh's event loop), never from the training thread."""
+browser session (Bokeh's event loop), never from the training thread. Probe views draw one probe
+(a dict made by `slim_probe`), so the dashboard can show an older one when the user scrubs back."""
+from collections import deque
+
 import numpy as np
 from bokeh.layouts import row
-from bokeh.models import ColumnDataSource, LabelSet, LinearAxis, Range1d
+from bokeh.models import ColumnDataSource, LabelSet, Legend, LegendItem
 from bokeh.plotting import figure
 
 ROLLOVER = 2000  # points kept per learning curve; older ones roll off
 MARKERS = 50  # hot-change markers kept
+EARLIER_RUNS = 3  # faint overlays kept of runs before a reset
+EARLIER_POINTS = 400  # an earlier run is thinned to this many points
+TOP_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
+QUIET = "#9aa5b1"
+PROJECTIONS = ("W_in", "W_rec", "W_out")
 
 
-def _figure(title, **kw):
-    return figure(title=title, height=260, sizing_mode="stretch_width", tools="pan,wheel_zoom,box_zoom,reset",
+def _figure(title, height=250, **kw):
+    return figure(title=title, height=height, sizing_mode="stretch_width", tools="pan,wheel_zoom,box_zoom,reset",
                   **kw)
 
 
+def _empty(source):
+    source.data = {k: [] for k in source.data}
+
+
+def _mark_hot_changes(fig, markers):
+    fig.vspan("step", source=markers, line_color="#d62728", line_dash="dashed")
+    fig.add_layout(LabelSet(x="step", y=5, y_units="screen", text="label", source=markers, text_font_size="9pt",
+                            text_color="#d62728", angle=np.pi / 2, x_offset=-3))
+
+
 class LearningCurves:
-    """Batch loss, accuracy and hidden firing rate vs step; hot changes as labelled vertical lines."""
+    """Loss, accuracy and hidden activity against the training step: every batch (thin line),
+    every epoch's train and validation values (dots), hot changes as labelled vertical lines, and
+    the curves of earlier runs (before a reset) as faint grey lines."""
+
+    BATCH = ("step", "loss", "accuracy", "rate_hz", "silent_fraction")
+    EPOCH = ("step", "epoch", "train_loss", "train_accuracy", "validation_loss", "validation_accuracy",
+             "train_rate_hz", "train_silent_fraction")
 
     def __init__(self, rollover=ROLLOVER):
         self.rollover = rollover
-        self.batches = ColumnDataSource({"step": [], "loss": [], "accuracy": [], "rate_hz": []})
+        self.batches = ColumnDataSource({k: [] for k in self.BATCH + ("silent_pct",)})
+        self.epochs = ColumnDataSource({k: [] for k in self.EPOCH})
         self.markers = ColumnDataSource({"step": [], "label": []})
-        self.loss_fig = _figure("batch loss and accuracy", x_axis_label="step", y_axis_label="loss")
-        self.loss_fig.line("step", "loss", source=self.batches, color="#1f77b4", legend_label="loss")
-        self.loss_fig.extra_y_ranges = {"acc": Range1d(0, 1)}
-        self.loss_fig.add_layout(LinearAxis(y_range_name="acc", axis_label="accuracy"), "right")
-        self.loss_fig.line("step", "accuracy", source=self.batches, color="#ff7f0e", y_range_name="acc",
-                           legend_label="accuracy")
-        self.loss_fig.legend.location = "top_left"
-        self.rate_fig = _figure("hidden firing rate", x_axis_label="step", y_axis_label="Hz",
-                                x_range=self.loss_fig.x_range)
-        self.rate_fig.line("step", "rate_hz", source=self.batches, color="#2ca02c")
-        for fig in (self.loss_fig, self.rate_fig):
-            fig.vspan("step", source=self.markers, line_color="#d62728", line_dash="dashed")
-            fig.add_layout(LabelSet(x="step", y=5, y_units="screen", text="label", source=self.markers,
-                                    text_font_size="9pt", text_color="#d62728", angle=np.pi / 2, x_offset=-3))
+        self.earlier = ColumnDataSource({k: [] for k in self.BATCH})  # NaN rows separate the runs
+        self.earlier_runs = deque(maxlen=EARLIER_RUNS)  # (label, thinned columns)
+        self.loss_names = []  # the losses the current run used, in order
+        self.loss_fig = _figure("loss", x_axis_label="step", y_axis_label="loss")
+        self.acc_fig = _figure("accuracy", x_axis_label="step", y_axis_label="fraction correct",
+                               x_range=self.loss_fig.x_range)
+        self.activity_fig = _figure("hidden activity", x_axis_label="step", y_axis_label="Hz  /  % silent",
+                                    x_range=self.loss_fig.x_range)
+        for fig, key, color in ((self.loss_fig, "loss", "#1f77b4"), (self.acc_fig, "accuracy", "#ff7f0e")):
+            fig.line("step", key, source=self.earlier, color=QUIET, alpha=0.45, legend_label="earlier runs")
+            fig.line("step", key, source=self.batches, color=color, alpha=0.6, legend_label="batch")
+            fig.scatter("step", f"train_{key}", source=self.epochs, color=color, size=7, legend_label="epoch (train)")
+            fig.line("step", f"validation_{key}", source=self.epochs, color="#2ca02c", line_width=2)
+            fig.scatter("step", f"validation_{key}", source=self.epochs, color="#2ca02c", marker="square", size=7,
+                        legend_label="epoch (validation)")
+        a = self.activity_fig
+        a.line("step", "rate_hz", source=self.earlier, color=QUIET, alpha=0.45, legend_label="earlier runs")
+        a.line("step", "rate_hz", source=self.batches, color="#2ca02c", legend_label="firing rate (Hz)")
+        a.line("step", "silent_pct", source=self.batches, color="#7f7f7f", line_dash="dashed",
+               legend_label="silent neurons (%)")
+        for fig in (self.loss_fig, self.acc_fig, self.activity_fig):
+            fig.legend.location = "top_left"
+            fig.legend.background_fill_alpha = 0.6
+            fig.legend.label_text_font_size = "8pt"
+            _mark_hot_changes(fig, self.markers)
 
     def clear(self):
-        self.batches.data = {k: [] for k in self.batches.data}
-        self.markers.data = {k: [] for k in self.markers.data}
+        for source in (self.batches, self.epochs, self.markers):
+            _empty(source)
+        self.loss_names = []
+
+    def archive(self):
+        """Keep the current run as a faint overlay (the last EARLIER_RUNS of them), then clear."""
+        data = self.batches.data
+        n = len(data["step"])
+        if n:
+            keep = np.unique(np.linspace(0, n - 1, min(n, EARLIER_POINTS)).astype(int))
+            columns = {k: np.asarray(data[k], float)[keep] for k in self.BATCH}
+            self.earlier_runs.append((" → ".join(self.loss_names) or "run", columns))
+            joined = {k: [] for k in self.BATCH}
+            for _, cols in self.earlier_runs:
+                for k in self.BATCH:
+                    joined[k] += list(cols[k]) + [np.nan]
+            self.earlier.data = joined
+            labels = "; ".join(label for label, _ in self.earlier_runs)
+            self.loss_fig.title.text = f"loss (faint: earlier runs — {labels})"
+        self.clear()
 
     def add(self, observations):
         rows = [o.data for o in observations if o.kind == "batch"]
         if rows:
-            self.batches.stream({k: [r[k] for r in rows] for k in self.batches.data}, rollover=self.rollover)
+            new = {k: [r.get(k, np.nan) for r in rows] for k in self.BATCH}
+            new["silent_pct"] = [100.0 * r.get("silent_fraction", np.nan) for r in rows]
+            self.batches.stream(new, rollover=self.rollover)
+            for r in rows:
+                name = r.get("loss_name")
+                if name and (not self.loss_names or self.loss_names[-1] != name):
+                    self.loss_names.append(name)
+        epochs = [o.data for o in observations if o.kind == "epoch"]
+        if epochs:
+            self.epochs.stream({k: [e.get(k, np.nan) for e in epochs] for k in self.EPOCH}, rollover=self.rollover)
         events = [o.data for o in observations if o.kind == "event" and "label" in o.data]
         if events:
             self.markers.stream({"step": [e["step"] for e in events], "label": [e["label"] for e in events]},
                                 rollover=MARKERS)
 
     def layout(self):
-        return [self.loss_fig, self.rate_fig]
+        return [self.loss_fig, self.acc_fig, self.activity_fig]
+
+
+def slim_probe(p, n_top=len(TOP_COLORS)):
+    """What the probe views draw, without the full hidden adjoint traces (a probe is kept for
+    scrubbing, and the full traces would cost hundreds of kB each)."""
+    ids = np.asarray(p["hidden_ids"])
+    label = int(p.get("label") or 0)
+    diff = np.asarray(p["lambda_v_out"], np.float32) - np.asarray(p["lambda_i_out"], np.float32)
+    v = np.asarray(p["readout_v"], np.float32)
+    n_hidden = np.asarray(p["w_out"]).shape[0] if "w_out" in p else int(ids.max(initial=-1)) + 1
+    counts = np.bincount(ids, minlength=n_hidden) if len(ids) else np.zeros(n_hidden, int)
+    top = np.argsort(counts, kind="stable")[::-1][:n_top]
+    top = top[counts[top] > 0]
+    w_out = np.asarray(p["w_out"]) if "w_out" in p else None
+    return {
+        "step": p.get("step"), "epoch": p.get("epoch"), "label": label, "dt": float(p["dt"]),
+        "input_times": np.asarray(p["input_times"]), "input_channels": np.asarray(p["input_channels"]),
+        "hidden_times": np.asarray(p["hidden_times"]), "hidden_ids": ids,
+        "transported": np.asarray(p["transported"]), "counts": counts, "top": top,
+        "diff": diff if diff.ndim == 2 else diff[:, None], "readout_v": v if v.ndim == 2 else v[:, None],
+        "w_to_label": None if w_out is None else w_out[:, min(label, w_out.shape[1] - 1)].copy(),
+        "weight_histograms": p.get("weight_histograms", {}),
+    }
+
+
+class ProbeHistory:
+    """The last `capacity` probes (slimmed), for scrubbing back in time."""
+
+    def __init__(self, capacity=25):
+        self.items = deque(maxlen=capacity)
+
+    def clear(self):
+        self.items.clear()
+
+    def add(self, observations):
+        """Take in the probes among `observations`; returns how many arrived."""
+        probes = [slim_probe(o.data) for o in observations if o.kind == "probe"]
+        self.items.extend(probes)
+        return len(probes)
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+    def index_of_step(self, step):
+        """The index of the probe taken at `step`, or of the oldest one if it has rolled off."""
+        for i, p in enumerate(self.items):
+            if p["step"] == step:
+                return i
+        return 0
+
+
+def _top_colors(p):
+    color_of = {int(j): TOP_COLORS[i] for i, j in enumerate(p["top"])}
+    return [color_of.get(int(j), QUIET) for j in p["hidden_ids"]], color_of
 
 
 class ProbeView:
-    """The newest probe: input and hidden rasters, and lambda_V - lambda_I of the correct readout."""
+    """One probed sample: input and hidden rasters (the most active hidden neurons in colour) and
+    the readout voltages (the correct class bold)."""
 
     def __init__(self):
         self.inputs = ColumnDataSource({"t": [], "id": []})
-        self.hidden = ColumnDataSource({"t": [], "id": []})
-        self.adjoint = ColumnDataSource({"t": [], "diff": []})
+        self.hidden = ColumnDataSource({"t": [], "id": [], "color": []})
+        self.voltages = ColumnDataSource({"xs": [], "ys": [], "color": [], "alpha": [], "width": []})
         self.step = None
         self.input_fig = _figure("input spikes (probed sample)", x_axis_label="ms", y_axis_label="channel")
         self.input_fig.scatter("t", "id", source=self.inputs, size=2, color="#444444")
-        self.hidden_fig = _figure("hidden spikes", x_axis_label="ms", y_axis_label="neuron",
-                                  x_range=self.input_fig.x_range)
-        self.hidden_fig.scatter("t", "id", source=self.hidden, size=2, color="#1f77b4")
-        self.adjoint_fig = _figure("λ_V − λ_I of the correct readout", x_axis_label="ms",
-                                   x_range=self.input_fig.x_range)
-        self.adjoint_fig.line("t", "diff", source=self.adjoint, color="#9467bd")
+        self.hidden_fig = _figure("hidden spikes (colour: the 5 most active)", x_axis_label="ms",
+                                  y_axis_label="neuron", x_range=self.input_fig.x_range)
+        self.hidden_fig.scatter("t", "id", source=self.hidden, size=3, color="color")
+        self.voltage_fig = _figure("readout voltages (bold: the correct class)", x_axis_label="ms",
+                                   y_axis_label="V", x_range=self.input_fig.x_range)
+        self.voltage_fig.multi_line("xs", "ys", source=self.voltages, color="color", alpha="alpha",
+                                    line_width="width")
 
     def clear(self):
-        for src in (self.inputs, self.hidden, self.adjoint):
-            src.data = {k: [] for k in src.data}
+        for src in (self.inputs, self.hidden, self.voltages):
+            _empty(src)
         self.step = None
 
-    def add(self, observations):
-        probes = [o.data for o in observations if o.kind == "probe"]
-        if not probes:
-            return
-        p = probes[-1]  # only the newest is drawn
-        self.step = p.get("step")
-        self.inputs.data = {"t": np.asarray(p["input_times"]), "id": np.asarray(p["input_channels"])}
-        self.hidden.data = {"t": np.asarray(p["hidden_times"]), "id": np.asarray(p["hidden_ids"])}
-        diff = np.asarray(p["lambda_v_out"]) - np.asarray(p["lambda_i_out"])
-        label = p.get("label") or 0
-        if diff.ndim == 2:  # (time steps, readout neurons)
-            diff = diff[:, label] if diff.shape[1] > label else diff[:, 0]
-        self.adjoint.data = {"t": np.arange(len(diff)) * float(p["dt"]), "diff": diff}
-        for fig, what in ((self.input_fig, "input spikes"), (self.hidden_fig, "hidden spikes")):
-            fig.title.text = f"{what} (probe at step {self.step}, class {label})"
+    def show(self, p):
+        self.step = p["step"]
+        self.inputs.data = {"t": p["input_times"], "id": p["input_channels"]}
+        colors, _ = _top_colors(p)
+        self.hidden.data = {"t": p["hidden_times"], "id": p["hidden_ids"], "color": colors}
+        v, label = p["readout_v"], p["label"]
+        t = np.arange(v.shape[0]) * p["dt"]
+        order = [k for k in range(v.shape[1]) if k != label] + [label]  # the correct one drawn last, on top
+        self.voltages.data = {"xs": [t] * len(order), "ys": [v[:, k] for k in order],
+                              "color": ["#d62728" if k == label else QUIET for k in order],
+                              "alpha": [1.0 if k == label else 0.5 for k in order],
+                              "width": [2.5 if k == label else 1.0 for k in order]}
+        what = f"step {self.step}, class {label}"
+        self.input_fig.title.text = f"input spikes (probe at {what})"
+        self.hidden_fig.title.text = f"hidden spikes (step {self.step}; colour: 5 most active)"
 
     def layout(self):
-        return [self.input_fig, self.hidden_fig, self.adjoint_fig]
+        return [self.input_fig, self.hidden_fig, self.voltage_fig]
 
 
-class WeightHistogram:
-    """Histogram of W_out from the newest probe's weight_histograms."""
+class AdjointView:
+    """λ_V − λ_I of the readout neurons over the trial (the correct class bold): the adjoint runs
+    backwards from the trial's end, so read this from right to left."""
 
-    def __init__(self, name="W_out"):
-        self.name = name
-        self.bars = ColumnDataSource({"left": [], "right": [], "count": []})
-        self.fig = _figure(f"{name} histogram", x_axis_label="weight", y_axis_label="count")
-        self.fig.quad(left="left", right="right", top="count", bottom=0, source=self.bars,
-                      fill_color="#8c564b", line_color="white")
+    def __init__(self):
+        self.lines = ColumnDataSource({"xs": [], "ys": [], "color": [], "alpha": [], "width": []})
+        self.fig = _figure("λ_V − λ_I of the readouts (bold: the correct class)", x_axis_label="ms",
+                           y_axis_label="λ_V − λ_I")
+        self.fig.multi_line("xs", "ys", source=self.lines, color="color", alpha="alpha", line_width="width")
+        self.fig.hspan(y=[0], line_color="#888888", line_dash="dotted")
+
+    @property
+    def correct(self):
+        """The correct readout's trace (the last line drawn)."""
+        return np.asarray(self.lines.data["ys"][-1]) if self.lines.data["ys"] else np.zeros(0)
 
     def clear(self):
-        self.bars.data = {k: [] for k in self.bars.data}
+        _empty(self.lines)
 
-    def add(self, observations):
-        probes = [o.data for o in observations if o.kind == "probe"]
-        hist = probes[-1].get("weight_histograms", {}).get(self.name) if probes else None
-        if hist is not None:
-            edges = np.asarray(hist["edges"])
-            self.bars.data = {"left": edges[:-1], "right": edges[1:], "count": np.asarray(hist["counts"])}
+    def show(self, p):
+        diff, label = p["diff"], p["label"]
+        label = min(label, diff.shape[1] - 1)
+        t = np.arange(diff.shape[0]) * p["dt"]
+        order = [k for k in range(diff.shape[1]) if k != label] + [label]
+        self.lines.data = {"xs": [t] * len(order), "ys": [diff[:, k] for k in order],
+                           "color": ["#9467bd" if k == label else QUIET for k in order],
+                           "alpha": [1.0 if k == label else 0.35 for k in order],
+                           "width": [2.5 if k == label else 1.0 for k in order]}
+        self.fig.title.text = f"λ_V − λ_I of the readouts (bold: class {label}; read right to left)"
 
     def layout(self):
         return [self.fig]
@@ -126,10 +258,7 @@ class TransportedView:
     against its time (the paper's Fig. 3): its sign tells whether the gradient moves that spike
     earlier (positive) or later (negative), and later means the neuron's input weights go down."""
 
-    COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
-
-    def __init__(self, n_neurons=5):
-        self.n = n_neurons
+    def __init__(self):
         self.points = ColumnDataSource({"t": [], "value": [], "color": [], "neuron": []})
         self.fig = _figure("value transported to the most active hidden neurons at their spikes",
                            x_axis_label="ms", y_axis_label="Σ w (λ_V − λ_I)")
@@ -137,29 +266,91 @@ class TransportedView:
         self.fig.hspan(y=[0], line_color="#888888", line_dash="dotted")
 
     def clear(self):
-        self.points.data = {k: [] for k in self.points.data}
+        _empty(self.points)
 
-    def add(self, observations):
-        probes = [o.data for o in observations if o.kind == "probe"]
-        if not probes:
-            return
-        p = probes[-1]
-        ids, times, values = (np.asarray(p[k]) for k in ("hidden_ids", "hidden_times", "transported"))
-        if len(ids) == 0:
-            self.clear()
-            return
-        counts = np.bincount(ids)
-        top = np.argsort(counts)[::-1][:self.n]
-        top = top[counts[top] > 0]
-        keep = np.isin(ids, top)
-        color_of = {int(j): self.COLORS[i % len(self.COLORS)] for i, j in enumerate(top)}
+    def show(self, p):
+        ids, times, values = p["hidden_ids"], p["hidden_times"], p["transported"]
+        keep = np.isin(ids, p["top"])
+        _, color_of = _top_colors(p)
         self.points.data = {"t": times[keep], "value": values[keep],
                             "color": [color_of[int(j)] for j in ids[keep]], "neuron": ids[keep]}
-        sums = " ".join(f"#{int(j)} {values[ids == j].sum():+.0e}" for j in top)
-        self.fig.title.text = f"transported to the top {len(top)} hidden neurons; sums {sums}"
+        sums = " ".join(f"#{int(j)} {values[ids == j].sum():+.0e}" for j in p["top"])
+        self.fig.title.text = (f"transported to the top {len(p['top'])} hidden neurons (> 0: move earlier); "
+                               f"sums {sums}")
 
     def layout(self):
         return [self.fig]
+
+
+class RateByWeight:
+    """Spikes of each hidden neuron in the probed trial against its weight onto the correct
+    readout (Fig. 3): with a well-shaped loss the neurons that help the correct class stay active."""
+
+    def __init__(self):
+        self.points = ColumnDataSource({"w": [], "spikes": [], "color": []})
+        self.fig = _figure("hidden spikes vs weight onto the correct readout", x_axis_label="W_out[:, class]",
+                           y_axis_label="spikes in the trial")
+        self.fig.scatter("w", "spikes", source=self.points, color="color", size=5, alpha=0.7)
+
+    def clear(self):
+        _empty(self.points)
+
+    def show(self, p):
+        w = p["w_to_label"]
+        if w is None:
+            return self.clear()
+        counts = p["counts"][:len(w)]
+        color_of = {int(j): TOP_COLORS[i] for i, j in enumerate(p["top"])}
+        self.points.data = {"w": w, "spikes": counts, "color": [color_of.get(j, QUIET) for j in range(len(w))]}
+
+    def layout(self):
+        return [self.fig]
+
+
+class WeightView:
+    """One projection's weights: the histogram at the shown probe, and the 5/25/50/75/95th
+    percentiles over time from every probe seen."""
+
+    def __init__(self, name):
+        self.name = name
+        self.bars = ColumnDataSource({"left": [], "right": [], "count": []})
+        self.bands = ColumnDataSource({"step": [], "p5": [], "p25": [], "p50": [], "p75": [], "p95": []})
+        self.hist_fig = _figure(f"{name} now", x_axis_label="weight", y_axis_label="count", height=220)
+        self.hist_fig.quad(left="left", right="right", top="count", bottom=0, source=self.bars,
+                           fill_color="#8c564b", line_color="white")
+        self.band_fig = _figure(f"{name} percentiles over time", x_axis_label="step", y_axis_label="weight",
+                                height=220)
+        outer = self.band_fig.varea("step", "p5", "p95", source=self.bands, fill_color="#8c564b", fill_alpha=0.2)
+        inner = self.band_fig.varea("step", "p25", "p75", source=self.bands, fill_color="#8c564b", fill_alpha=0.45)
+        median = self.band_fig.line("step", "p50", source=self.bands, color="#5a3520", line_width=2)
+        self.band_fig.add_layout(Legend(items=[LegendItem(label="5–95 %", renderers=[outer]),
+                                               LegendItem(label="25–75 %", renderers=[inner]),
+                                               LegendItem(label="median", renderers=[median])],
+                                        location="top_left", label_text_font_size="8pt", background_fill_alpha=0.6))
+
+    def clear(self):
+        _empty(self.bars)
+        _empty(self.bands)
+
+    def add(self, probes):
+        rows = [(p["step"], p["weight_histograms"][self.name]["percentiles"]) for p in probes
+                if self.name in p["weight_histograms"]]
+        if rows:
+            self.bands.stream({"step": [s for s, _ in rows],
+                               **{f"p{q}": [float(r[i]) for _, r in rows] for i, q in enumerate((5, 25, 50, 75, 95))}},
+                              rollover=ROLLOVER)
+
+    def show(self, p):
+        hist = p["weight_histograms"].get(self.name)
+        if hist is None:  # e.g. W_rec of a feed-forward network
+            self.hist_fig.title.text = f"{self.name}: none in this network"
+            return _empty(self.bars)
+        edges = np.asarray(hist["edges"])
+        self.bars.data = {"left": edges[:-1], "right": edges[1:], "count": np.asarray(hist["counts"])}
+        self.hist_fig.title.text = f"{self.name} at step {p['step']}"
+
+    def layout(self):
+        return [self.hist_fig, self.band_fig]
 
 
 def grid(*figs):

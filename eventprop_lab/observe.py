@@ -31,6 +31,7 @@ def probe_data(result, batch_samples, params, sample=0):
         "lambda_v_out": probe.lambda_v_out[slot].copy(), "lambda_i_out": probe.lambda_i_out[slot].copy(),
         "lambda_v": probe.lambda_v[slot].copy(), "lambda_i": probe.lambda_i[slot].copy(),
         "dt": rec.dt, "label": None, "weight_histograms": weight_histograms(params),
+        "w_out": np.array(params.W_out, copy=True),  # (hidden, readout): who feeds the correct class
     }
 
 

@@ -99,8 +99,11 @@ class EpochProgress:
             W_in, _ = lift_silent(run.trainer.params.W_in, self.counts, run.run_cfg.lift_silent)
             run.trainer.params = run.trainer.params._replace(W_in=W_in)
         run.epoch += 1
-        summary = {"epoch": run.epoch, "train_loss": float(np.mean(self.losses)),
+        summary = {"epoch": run.epoch, "step": run.step, "train_loss": float(np.mean(self.losses)),
                    "train_accuracy": self.correct / max(self.seen, 1), "epoch_seconds": self.seconds,
+                   "train_rate_hz": float(self.counts.sum() / max(self.seen, 1) / run.net.n_hidden
+                                          / (run.training.trial_ms / 1000.0)),
+                   "train_silent_fraction": float((self.counts == 0).mean()),
                    "lr": run.trainer.schedule.lr}
         if run.validation_set is not None and len(run.validation_set):
             val = run.evaluate(run.validation_set)

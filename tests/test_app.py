@@ -1,5 +1,6 @@
 """The dashboard's Python objects on a tiny toy session: polling, plots, markers, buttons, reset."""
 import sys
+from urllib.parse import parse_qs
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -10,7 +11,7 @@ pn = pytest.importorskip("panel", reason="the dashboard needs panel (pip install
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for `app`
 
-from app.dashboard import Dashboard  # noqa: E402
+from app.dashboard import Dashboard, parse_url_args  # noqa: E402
 from eventprop_lab.session import TrainingSession  # noqa: E402
 from test_session import configs, toy_data  # noqa: E402
 
@@ -44,8 +45,14 @@ def test_update_streams_batches_probes_and_weights_into_the_plots(dash, session)
     data = dash.curves.batches.data
     assert list(data["step"]) == [1, 2, 3, 4, 5] and len(data["loss"]) == len(data["rate_hz"]) == 5
     assert dash.probe.step == 5 and len(dash.probe.inputs.data["t"]) > 0
-    assert len(dash.probe.adjoint.data["diff"]) == 100  # trial_ms 100 at dt 1
-    assert sum(dash.weights.bars.data["count"]) == 16 * 4  # W_out: n_hidden x n_out
+    assert len(dash.adjoint.correct) == 100  # trial_ms 100 at dt 1
+    assert len(dash.adjoint.lines.data["ys"]) == len(dash.probe.voltages.data["ys"]) == 4  # one per readout
+    for name, size in (("W_in", 40 * 16), ("W_rec", 16 * 16), ("W_out", 16 * 4)):
+        assert sum(dash.weights[name].bars.data["count"]) == size
+        assert list(dash.weights[name].bands.data["step"]) == [1, 5]  # probes every 4 steps
+        bands = dash.weights[name].bands.data
+        assert bands["p5"][0] <= bands["p25"][0] <= bands["p50"][0] <= bands["p75"][0] <= bands["p95"][0]
+    assert len(dash.by_weight.points.data["w"]) == 16
     points = dash.transported.points.data
     assert 0 < len(set(points["neuron"])) <= 5 and len(points["t"]) == len(points["value"]) > 0
     assert np.all(np.isfinite(points["value"])) and "sums #" in dash.transported.fig.title.text
@@ -101,6 +108,9 @@ def test_the_buttons_change_the_session_status(dash, session):
     assert session.status == "idle" and session.progress["step"] == 0 and session.params.W_out.shape == (8, 4)
     dash.update()  # the reader crossed the reset: the plots start afresh
     assert len(dash.curves.batches.data["step"]) == 0 and len(dash.probe.inputs.data["t"]) == 0
+    earlier = dash.curves.earlier.data  # the run before the reset stays as a faint overlay
+    assert len(earlier["step"]) == n + 2 and earlier["step"][n] == n + 1 and np.isnan(earlier["step"][-1])
+    assert "sum_exp" in dash.curves.loss_fig.title.text
 
 
 def test_a_new_dataset_rebuilds_the_session_through_make_session(dash, session, tmp_path):
@@ -131,3 +141,84 @@ def test_a_loader_shows_loading_until_its_session_is_ready(session):
     d2 = Dashboard(loader=failed)
     d2.update()
     assert "no data" in d2.status.object
+
+
+def test_epochs_add_train_and_validation_points_and_activity(dash, session):
+    session.step_epoch()  # 6 batches
+    assert session.wait()
+    dash.update()
+    epochs = dash.curves.epochs.data
+    assert list(epochs["step"]) == [6] and list(epochs["epoch"]) == [1]
+    assert 0 <= epochs["validation_accuracy"][0] <= 1 and np.isfinite(epochs["validation_loss"][0])
+    assert 0 <= epochs["train_silent_fraction"][0] <= 1 and epochs["train_rate_hz"][0] > 0
+    batches = dash.curves.batches.data
+    assert np.allclose(batches["silent_pct"], 100 * np.asarray(batches["silent_fraction"]))
+
+
+def test_scrubbing_back_shows_an_older_probe_and_keeps_it_while_training_goes_on(dash, session):
+    dash.step(9)  # probes at steps 1, 5, 9
+    session.wait()
+    dash.update()
+    assert [p["step"] for p in dash.probes.items] == [1, 5, 9] and dash.probe.step == 9
+    newest_inputs = len(dash.probe.inputs.data["t"])
+    dash.scrub.value = 0  # what the slider does when dragged back
+    assert dash.probe.step == 1 and not dash.follow.value and "step 1" in dash.scrub.label
+    assert "step 1" in dash.weights["W_in"].hist_fig.title.text
+    dash.step(4)  # a new probe at 13: the shown one stays
+    session.wait()
+    dash.update()
+    assert dash.probe.step == 1 and dash.scrub.value == 0 and dash.scrub.end == 3
+    dash.follow.value = True
+    assert dash.probe.step == 13 and dash.scrub.value == 3
+    assert newest_inputs > 0
+
+
+def test_link_settings_apply_hot_ones_and_rebuild_an_untrained_run(session):
+    d = Dashboard(session=session, url_args={"loss": [b"sum"], "shift": [b"1"], "n_hidden": [b"8"],
+                                             "hide": [b"dataset,reset"]})
+    d.__panel__()
+    assert session.run.net.n_hidden == 8 and session.params.W_out.shape == (8, 4)  # rebuilt before training
+    session.wait()
+    assert session.run.training.loss == "sum" and session.run.augment.shift is True
+    assert d.hidden == {"dataset", "reset"} and "settings from the link" in d.message
+    query = d.share_url().split("?", 1)[1]
+    assert "loss=sum" in query and "shift=1" in query and "n_hidden=8" in query and "hide=dataset,reset" in query
+    settings, hidden, problems = parse_url_args(parse_qs(query))  # the link gives back these settings
+    assert problems == [] and hidden == {"dataset", "reset"}
+    assert {k: settings[k] for k in ("loss", "shift", "n_hidden")} == {"loss": "sum", "shift": True, "n_hidden": 8}
+
+
+def test_a_bad_link_is_reported_and_the_rest_applied(session):
+    settings, hidden, problems = parse_url_args({"lr": ["abc"], "batch_size": ["0"], "foo": ["1"],
+                                                 "shift": ["maybe"], "hide": ["lr,nope"], "loss": ["max"]})
+    assert settings == {"loss": "max"} and hidden == {"lr"}
+    text = " ".join(problems)
+    for bad in ("lr='abc'", "batch_size='0'", "'foo'", "shift='maybe'", "nope"):
+        assert bad in text
+    session.step(1)
+    session.wait()
+    d = Dashboard(session=session, url_args={"lr": ["abc"], "n_hidden": ["8"]})
+    d.__panel__()
+    assert "lr='abc' ignored" in d.message and session.run.net.n_hidden == 16  # trained already: not rebuilt
+    assert d.controls.n_hidden == 8
+
+
+def test_classroom_mode_hides_the_setup_controls(session):
+    d = Dashboard(session=session, url_args={"mode": ["classroom"]})
+    text = str(d._control_panel())
+    assert "loss" in text.lower() and "n_hidden" not in text and "dataset" not in text.lower()
+    assert "reset" not in [b.label for b in d._control_panel()[1]]
+
+
+def test_the_shared_session_is_stopped_at_server_shutdown(session, monkeypatch):
+    import app.dashboard as dashboard
+
+    future = Future()
+    future.set_result(session)
+    monkeypatch.setitem(pn.state.cache, "eventprop-lab/test", future)
+    monkeypatch.setattr(dashboard, "_shared_keys", {"eventprop-lab/test"})
+    session.start()
+    assert session.wait(until=lambda p: p["step"] >= 1)
+    assert dashboard.stop_shared_sessions() == 1
+    assert session.status == "stopped" and not any(t.name == "eventprop-session" and t.is_alive()
+                                                   for t in __import__("threading").enumerate())
