@@ -45,9 +45,9 @@ class LearningCurves:
 
     def __init__(self, rollover=ROLLOVER):
         self.rollover = rollover
-        self.batches = ColumnDataSource({k: [] for k in self.BATCH + ("silent_pct",)})
+        self.batches = ColumnDataSource({k: [] for k in self.BATCH + ("silent_pct",)}, name="batches")
         self.epochs = ColumnDataSource({k: [] for k in self.EPOCH})
-        self.markers = ColumnDataSource({"step": [], "label": []})
+        self.markers = ColumnDataSource({"step": [], "label": []}, name="markers")
         self.earlier = ColumnDataSource({k: [] for k in self.BATCH})  # NaN rows separate the runs
         self.earlier_runs = deque(maxlen=EARLIER_RUNS)  # (label, thinned columns)
         self.loss_names = []  # the losses the current run used, in order
@@ -180,8 +180,8 @@ class ProbeView:
     the readout voltages (the correct class bold)."""
 
     def __init__(self):
-        self.inputs = ColumnDataSource({"t": [], "id": []})
-        self.hidden = ColumnDataSource({"t": [], "id": [], "color": []})
+        self.inputs = ColumnDataSource({"t": [], "id": []}, name="input_raster")
+        self.hidden = ColumnDataSource({"t": [], "id": [], "color": []}, name="hidden_raster")
         self.voltages = ColumnDataSource({"xs": [], "ys": [], "color": [], "alpha": [], "width": []})
         self.step = None
         self.input_fig = _figure("input spikes (probed sample)", x_axis_label="ms", y_axis_label="channel")

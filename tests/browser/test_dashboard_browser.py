@@ -1,5 +1,7 @@
-"""The served dashboard in a headless browser: it loads without console errors, trains on play, stops
-on pause, and takes a change of loss while running."""
+"""The served dashboard in a headless browser: it loads without console errors, trains on play (the
+curve grows and the raster renders in the page's own Bokeh models), stops on pause, takes a change of
+loss while running (the marker reaches the page), opens a shared link in classroom mode, and stops
+its training session when the server is shut down."""
 import os
 import re
 import socket
@@ -45,9 +47,29 @@ def served_app(tmp_path):
                 pytest.fail(f"panel serve did not come up: {(tmp_path / 'serve.log').read_text()}")
             time.sleep(0.5)
     yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    proc.terminate()  # SIGTERM: the server shuts down and stops the training session after its batch
+    proc.wait(timeout=30)
     log.close()
+    assert "training session stopped at step" in (tmp_path / "serve.log").read_text()
+
+
+def _column_length(page, source, column):
+    """Length of a column of a named Bokeh data source in the page (what the browser has)."""
+    return page.evaluate("""([name, column]) => {
+        for (const doc of window.Bokeh.documents) {
+            const src = doc.get_model_by_name(name);
+            if (src) { const c = src.data.get ? src.data.get(column) : src.data[column]; return c ? c.length : 0; }
+        }
+        return -1; }""", [source, column])
+
+
+def _column(page, source, column):
+    return page.evaluate("""([name, column]) => {
+        for (const doc of window.Bokeh.documents) {
+            const src = doc.get_model_by_name(name);
+            if (src) { const c = src.data.get ? src.data.get(column) : src.data[column]; return Array.from(c || []); }
+        }
+        return null; }""", [source, column])
 
 
 def test_the_page_trains_on_play_stops_on_pause_and_switches_loss(served_app):
@@ -72,6 +94,14 @@ def test_the_page_trains_on_play_stops_on_pause_and_switches_loss(served_app):
             while step() < first + 3:
                 assert time.monotonic() < deadline, f"no training after play: {status.inner_text()}"
                 time.sleep(0.5)
+            # the learning curve grows and the raster renders in the browser itself
+            page.wait_for_function("""() => window.Bokeh.documents.some(d => {
+                const s = d.get_model_by_name("hidden_raster");
+                const t = s && (s.data.get ? s.data.get("t") : s.data.t);
+                return t && t.length > 0; })""", timeout=60_000)
+            assert _column_length(page, "input_raster", "t") > 0
+            grown = _column_length(page, "batches", "step")
+            assert grown >= 3
             page.get_by_role("button", name="pause").click()
             page.get_by_text(re.compile(r"^paused")).wait_for(timeout=30_000)
             paused_at = step()
@@ -85,6 +115,20 @@ def test_the_page_trains_on_play_stops_on_pause_and_switches_loss(served_app):
                 assert time.monotonic() < deadline + 60, f"no training after the switch: {status.inner_text()}"
                 time.sleep(0.5)
             page.get_by_role("button", name="pause").click()
+            page.wait_for_function("""() => window.Bokeh.documents.some(d => {
+                const s = d.get_model_by_name("markers");
+                const l = s && (s.data.get ? s.data.get("label") : s.data.label);
+                return l && Array.from(l).includes("loss → sum"); })""", timeout=30_000)
+            assert _column_length(page, "batches", "step") > grown
+            assert errors == []
+            # a link with settings in classroom mode: the set-up controls are hidden, the loss is as linked
+            page2 = browser.new_page()
+            page2.on("console", lambda m: m.type == "error" and errors.append(m.text))
+            page2.goto(served_app + "?mode=classroom&loss=sum_exp&lr=0.002")
+            page2.get_by_text(re.compile(r"· step \d+")).wait_for(timeout=60_000)
+            page2.get_by_text(re.compile(r"loss fn sum_exp")).wait_for(timeout=30_000)  # paused: applied at once
+            assert page2.get_by_text("N hidden").count() == 0 and page2.get_by_role("button", name="reset").count() == 0
+            assert page2.locator("select").first.input_value() == "sum_exp"
             assert errors == []
         finally:
             browser.close()
