@@ -30,6 +30,7 @@ HOT = {"loss": "training", "lr": "training", "reg_strength": "training", "reg_nu
 ON_RESET = {"dataset": "run", "n_hidden": "network", "recurrent": "network", "heterogeneous_tau": "network",
             "delay_line": "network", "train_tau": "training", "batch_size": "training"}
 BUTTONS = ("play", "pause", "step", "reset")
+PAGE_ARGS = ("tab",)  # read by the page around the dashboard (app/main.py)
 # what `?mode=classroom` hides: students play with the loss and augmentations, not the set-up
 CLASSROOM_HIDES = ("dataset", "n_hidden", "recurrent", "heterogeneous_tau", "delay_line", "train_tau",
                    "batch_size", "reg_nu", "max_shift", "jitter_sigma", "reset")
@@ -112,6 +113,8 @@ def parse_url_args(args):
     for key, values in args.items():
         text = values[-1] if isinstance(values, (list, tuple)) else values
         text = text.decode() if isinstance(text, bytes) else str(text)
+        if key in PAGE_ARGS:
+            continue
         if key == "hide":
             names = [n.strip() for n in text.split(",") if n.strip()]
             bad = [n for n in names if n not in known and n not in BUTTONS]

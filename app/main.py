@@ -1,7 +1,9 @@
-"""What `panel serve app/` runs: the dashboard on the embedded randman-shd data, small network.
+"""What `panel serve app/` runs: the dashboard on the embedded randman-shd data (small network),
+and the classroom page (accidental gradient ascent) in a second tab.
 
 All browser sessions of one server process share one run (built once, in a background thread, so
-the page shows "loading data…" instead of freezing); each has its own plots and reader."""
+the page shows "loading data…" instead of freezing); each has its own plots and reader.
+`?tab=classroom` opens the classroom tab; the dashboard's own flags are in its docstring."""
 import sys
 from pathlib import Path
 
@@ -9,7 +11,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `panel serve app/` runs this file as a script, not as app.main
     sys.path.insert(0, str(ROOT))
 
+import panel as pn  # noqa: E402
+
+from app.classroom import Classroom  # noqa: E402
 from app.dashboard import Dashboard, build_session, shared_session  # noqa: E402
 
-Dashboard(loader=shared_session(dataset="randman-shd", n_hidden=96), make_session=build_session).servable(
-    title="Eventprop Lab")
+TABS = ("training", "classroom")
+args = getattr(pn.state, "session_args", None) or {}
+wanted = (args.get("tab") or [b"training"])[-1]
+wanted = wanted.decode() if isinstance(wanted, bytes) else str(wanted)
+dashboard = Dashboard(loader=shared_session(dataset="randman-shd", n_hidden=96), make_session=build_session)
+pn.Tabs(("Training", dashboard), ("Classroom", Classroom()), active=TABS.index(wanted) if wanted in TABS else 0,
+        dynamic=True, sizing_mode="stretch_width").servable(title="Eventprop Lab")

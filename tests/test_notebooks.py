@@ -31,4 +31,5 @@ def test_the_notebook_runs_top_to_bottom(path):
                                      resources={"metadata": {"path": str(path.parent)}})
     client.execute()  # raises CellExecutionError, with the cell and traceback, if any cell fails
     mimetypes = {m for c in nb.cells if c.cell_type == "code" for o in c.outputs for m in o.get("data", {})}
-    assert any("holoviews_exec" in m for m in mimetypes), f"no Panel output rendered: {sorted(mimetypes)}"
+    plots = [m for m in mimetypes if "holoviews_exec" in m or "bokehjs_exec" in m]  # Panel or Bokeh output
+    assert plots, f"no plot or dashboard was rendered: {sorted(mimetypes)}"

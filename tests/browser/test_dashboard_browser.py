@@ -36,7 +36,7 @@ def served_app(tmp_path):
                              "--address", "127.0.0.1", f"--allow-websocket-origin=127.0.0.1:{port}"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/main"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while True:
         try:
             urllib.request.urlopen(url, timeout=2)
@@ -129,6 +129,28 @@ def test_the_page_trains_on_play_stops_on_pause_and_switches_loss(served_app):
             page2.get_by_text(re.compile(r"loss fn sum_exp")).wait_for(timeout=30_000)  # paused: applied at once
             assert page2.get_by_text("N hidden").count() == 0 and page2.get_by_role("button", name="reset").count() == 0
             assert page2.locator("select").first.input_value() == "sum_exp"
+            assert errors == []
+        finally:
+            browser.close()
+
+
+def test_the_classroom_tab_steps_down_the_gradient_and_trains_on_one_class(served_app):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--headless"])
+        try:
+            page = browser.new_page()
+            errors = []
+            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(served_app + "?tab=classroom")
+            info = page.get_by_text(re.compile(r"^step 0: w_B"))
+            info.wait_for(timeout=90_000)
+            for _ in range(3):
+                page.get_by_role("button", name="gradient step").click()
+            page.get_by_text(re.compile(r"^step 3: w_B")).wait_for(timeout=30_000)
+            page.get_by_role("button", name="train").click()
+            page.get_by_text(re.compile(r"hidden rate .* Hz")).wait_for(timeout=120_000)
             assert errors == []
         finally:
             browser.close()
