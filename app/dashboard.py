@@ -15,6 +15,7 @@ import panel as pn
 import param
 
 from eventprop_lab.config import AugmentConfig, RunConfig
+from kernels import BACKENDS, backend_available
 from eventprop_lab.network import NetworkConfig
 from eventprop_lab.session import TrainingSession
 from eventprop_lab.training import TrainingConfig
@@ -27,7 +28,7 @@ HOT = {"loss": "training", "lr": "training", "reg_strength": "training", "reg_nu
        "shift": "augment", "max_shift": "augment", "blend": "augment", "dilate": "augment",
        "jitter": "augment", "jitter_sigma": "augment"}
 # need a new network (or new data): applied by reset
-ON_RESET = {"dataset": "run", "n_hidden": "network", "recurrent": "network", "heterogeneous_tau": "network",
+ON_RESET = {"dataset": "run", "backend": "training", "n_hidden": "network", "recurrent": "network", "heterogeneous_tau": "network",
             "delay_line": "network", "train_tau": "training", "batch_size": "training"}
 BUTTONS = ("play", "pause", "step", "reset")
 PAGE_ARGS = ("tab",)  # read by the page around the dashboard (app/main.py)
@@ -55,6 +56,7 @@ class Controls(param.Parameterized):
     jitter = _like(AugmentConfig, "jitter")
     jitter_sigma = _like(AugmentConfig, "jitter_sigma")
     dataset = _like(RunConfig, "dataset")
+    backend = _like(TrainingConfig, "backend")
     n_hidden = _like(NetworkConfig, "n_hidden")
     recurrent = _like(NetworkConfig, "recurrent")
     heterogeneous_tau = _like(NetworkConfig, "heterogeneous_tau")
@@ -361,16 +363,24 @@ class Dashboard(pn.viewable.Viewer):
             self._reset_with_controls(new)
             self._attach(new)
             return
-        self._reset_with_controls(s)
-        self.message = "reset: fresh weights"
+        if self._reset_with_controls(s):
+            self.message = "reset: fresh weights"
 
     def _reset_with_controls(self, session):
         session.stop()  # the run may be changed only while no thread is alive
         configs = Controls.configs_of(session.run)
-        for name, section in ON_RESET.items():
-            if section != "run":
-                setattr(configs[section], name, getattr(self.controls, name))
-        session.reset()
+        before = {name: getattr(configs[section], name) for name, section in ON_RESET.items() if section != "run"}
+        for name in before:
+            setattr(configs[ON_RESET[name]], name, getattr(self.controls, name))
+        try:
+            session.reset()
+        except (ValueError, ImportError) as exc:  # e.g. genn without pygenn, or a loss genn cannot train
+            for name, value in before.items():
+                setattr(configs[ON_RESET[name]], name, value)
+            self.controls.sync_from(session.run)
+            self.message = f"not reset: {exc}"
+            return False
+        return True
 
     # ---- probe scrubbing -----------------------------------------------------------------
     def _sync_scrub(self):
@@ -451,6 +461,10 @@ class Dashboard(pn.viewable.Viewer):
                  "reg_strength": {"type": pn.widgets.FloatInput, "step": 1e-9},
                  "n_hidden": pn.widgets.IntInput, "batch_size": pn.widgets.IntInput,
                  "max_shift": pn.widgets.IntInput, "dataset": pn.widgets.TextInput}
+        missing = {b: why for b in BACKENDS for ok, why in [backend_available(b)] if not ok}
+        if missing:  # greyed out, with the reason as the tooltip
+            kinds["backend"] = {"type": pn.widgets.Select, "disabled_options": list(missing),
+                                "description": " ".join(f"{b}: {why}" for b, why in missing.items())}
         parts = [pn.Row(*(b for name, b in self.buttons.items() if name not in self.hidden))]
         if hot:
             parts += ["**Change while it runs**",

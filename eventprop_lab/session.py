@@ -22,10 +22,9 @@ from typing import NamedTuple
 import numpy as np
 
 from .config import AugmentConfig, config_to_dict
-from .losses import get_loss
 from .observe import MetricsWriter, Observation
 from .run import TrainingRun, make_augmentation
-from .training import TrainingConfig
+from .training import TrainingConfig, check_loss_supported
 
 HOT_CHANGES = ("loss", "augment", "lr", "regulariser")
 
@@ -254,8 +253,9 @@ class TrainingSession:
                 old.training.seed = int(seed)
             # the run's own data, already subset and split, so that nothing is loaded again
             data = SimpleNamespace(train=old.train_set, validation=old.validation_set, test=old.test_set)
+            engine = old.trainer.engine if old.trainer.engine.name == old.training.backend else None
             self.run = TrainingRun(old.run_cfg, old.net, old.training, old.augment, observers=list(old.observers),
-                                   data=data, engine=old.trainer.engine)
+                                   data=data, engine=engine)
             if self.metrics_file:
                 (self.run.out / "metrics.jsonl").unlink(missing_ok=True)
             self.buffer.clear()
@@ -271,7 +271,7 @@ class TrainingSession:
 
     # ---- hot changes: checked in the caller's thread, applied at the next batch boundary ------
     def set_loss(self, name):
-        get_loss(name)  # ValueError naming the choices
+        check_loss_supported(self.run.trainer.engine, name)  # ValueError naming the choices
         self._send("loss", name)
 
     def set_augmentation(self, **changes):

@@ -2,7 +2,7 @@
 import numpy as np
 import param
 
-from kernels import Params, get_engine, make_batch
+from kernels import BACKENDS, Params, get_engine, make_batch
 
 from .gradient import loss_and_gradients
 from .losses import LOSSES, get_loss
@@ -17,6 +17,8 @@ class TrainingConfig(param.Parameterized):
     """How a network is trained (spec §6 defaults)."""
 
     loss = param.Selector(objects=list(LOSSES), default="sum_exp", doc="loss function (spec §3)")
+    backend = param.Selector(objects=list(BACKENDS), default="numba",
+                             doc="engine: numba (CPU, default) or genn (needs pygenn, built from GeNN's source)")
     lr = param.Number(1e-3, bounds=(0, 1), inclusive_bounds=(False, True), doc="Adam learning rate")
     warmup = param.Boolean(True, doc="start at lr/1000 and grow x1.05 per batch")
     batch_size = param.Integer(32, bounds=(1, 4096), doc="samples per batch")
@@ -39,15 +41,20 @@ class Trainer:
 
     def __init__(self, params: Params, config: TrainingConfig, engine=None):
         self.config = config
-        self.engine = engine or get_engine("numba")
+        self.engine = engine or get_engine(config.backend)
+        if config.train_tau and self.engine.name != "numba":
+            raise ValueError(f"the {self.engine.name} backend does not train time constants; "
+                             "use backend numba or train_tau off")
+        check_loss_supported(self.engine, config.loss)
         self.params = params
         self.optimiser = Adam(lr=config.lr)
         self.schedule = LearningRateSchedule(config.lr, warmup=config.warmup)
         self.loss = get_loss(config.loss)
 
     def set_loss(self, name):
-        self.config.loss = name
+        check_loss_supported(self.engine, name)
         self.loss = get_loss(name)
+        self.config.loss = name
 
     @property
     def regulariser(self):
@@ -91,6 +98,15 @@ class Trainer:
         return {"loss": totals["loss"] / n, "accuracy": totals["correct"] / n,
                 "rate_hz": totals["spikes"] / (n * self.params.n_hidden * self.config.trial_ms / 1000.0),
                 "silent_fraction": totals["silent"] / n}
+
+
+def check_loss_supported(engine, name):
+    """ValueError if the engine cannot train this loss (the GeNN backend has fewer)."""
+    get_loss(name)
+    allowed = getattr(engine, "supported_losses", None)
+    if allowed is not None and name not in allowed:
+        raise ValueError(f"the {engine.name} backend cannot train the loss {name!r}; it supports "
+                         f"{', '.join(allowed)} (use backend numba for the others)")
 
 
 def _metrics(res, labels, config):

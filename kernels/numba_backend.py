@@ -19,6 +19,7 @@ class NumbaEngine:
     min_slope floors I - threshold at a hidden spike; only grazing crossings meet it."""
 
     name = "numba"
+    supported_losses = None  # all
 
     def __init__(self, min_slope=1e-3, initial_capacity=1024):
         self.min_slope = float(min_slope)

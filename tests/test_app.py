@@ -222,3 +222,29 @@ def test_the_shared_session_is_stopped_at_server_shutdown(session, monkeypatch):
     assert dashboard.stop_shared_sessions() == 1
     assert session.status == "stopped" and not any(t.name == "eventprop-session" and t.is_alive()
                                                    for t in __import__("threading").enumerate())
+
+
+def test_a_backend_that_cannot_run_here_is_greyed_out_and_a_reset_to_it_is_refused(dash, session, monkeypatch):
+    import app.dashboard as dashboard
+    import eventprop_lab.training as training
+
+    monkeypatch.setattr(dashboard, "backend_available",
+                        lambda name: (False, "pygenn cannot be imported") if name == "genn" else (True, ""))
+    select = [w for w in pn.panel(dash._control_panel()).select(pn.widgets.Select) if "genn" in w.options]
+    assert select and select[0].disabled_options == ["genn"] and "pygenn" in select[0].description
+    real = training.get_engine
+
+    def no_genn(name="numba", **kw):
+        if name == "genn":
+            raise ImportError("pygenn cannot be imported (test)")
+        return real(name, **kw)
+
+    monkeypatch.setattr(training, "get_engine", no_genn)
+    session.step(1)
+    session.wait()
+    d = Dashboard(session=session)  # as from a link or from Python: no widget stands in the way
+    d.controls.backend = "genn"
+    d.reset()
+    assert "not reset" in d.message and "pygenn" in d.message
+    assert session.run.training.backend == "numba" and d.controls.backend == "numba"
+    assert session.progress["step"] == 1  # the run is untouched
