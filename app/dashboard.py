@@ -437,7 +437,8 @@ class Dashboard(pn.viewable.Viewer):
     def status_line(self, p):
         state = p["state"]
         if state == "running" and p["step"] == 0:
-            state = "compiling kernels…"
+            genn = self.session is not None and self.session.run.trainer.engine.name == "genn"
+            state = "building the GeNN model…" if genn else "compiling kernels…"
         rate = f"{p['samples_per_s']:.0f} samples/s" if p["samples_per_s"] else "– samples/s"
         batches = f"{p['batch']}/{p['n_batches']}" if p["n_batches"] else "–"
         line = (f"**{state}** · epoch {p['epoch'] + 1} · batch {batches} · step {p['step']} · {rate} · "

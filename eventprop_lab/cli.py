@@ -115,7 +115,10 @@ def _train(args, parser):
           f"{' (+ delay line)' if run.delay_line else ''} -> {run.net.n_hidden} "
           f"{'recurrent ' if run.net.recurrent else ''}LIF -> {run.net.n_out} readouts; loss {run.training.loss}; "
           f"results in {run.out}", flush=True)
-    print("compiling the numba kernels on first use (cached afterwards) ...", flush=True)
+    if run.trainer.engine.name == "genn":
+        print(f"generating and building the GeNN model ({run.trainer.engine.backend}) on first use ...", flush=True)
+    else:
+        print("compiling the numba kernels on first use (cached afterwards) ...", flush=True)
     try:
         best = run.fit()
     except KeyboardInterrupt:
