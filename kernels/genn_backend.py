@@ -18,10 +18,10 @@ How the scheme maps onto GeNN's timestep (synapse update, then neuron update):
   as the scheme wants), accumulate Σλ_I for the weight gradients and send Σ w(λ_V − λ_I) back
   (`addToPre`); the neuron update of h + 1 applies the jump, steps λ back and adds the sources.
 
-Supported: losses whose source is on the readout's step means (sum, sum_exp, sum_linear,
-sum_sigmoid, avg_xentropy), recurrent or not, heterogeneous τ, the spike-count regulariser,
-probes. Refused with a message: spiking readouts (first_spike), point sources and spike-time terms
-(max), trainable τ. On GeNN's CPU backend the model batch is 1, so samples run one at a time.
+Supported: every loss but first_spike (sources on the readout's step means, on its sampled
+voltage, and on hidden spike times: the max loss's kink term), recurrent or not, heterogeneous τ,
+the spike-count regulariser, probes. Refused with a message: spiking readouts (first_spike) and
+trainable τ. On GeNN's CPU backend the model batch is 1, so samples run one at a time.
 """
 import os
 import tempfile
@@ -32,7 +32,7 @@ from .grid import StepCoefficients, check_batch, check_params
 from .types import ForwardRecord, Gradients, LossSource, Params, Probe, SpikeBatch
 
 THRESHOLD = 1.0
-SUPPORTED_LOSSES = ("sum", "sum_exp", "sum_linear", "sum_sigmoid", "avg_xentropy")
+SUPPORTED_LOSSES = ("sum", "sum_exp", "sum_linear", "sum_sigmoid", "avg_xentropy", "max")
 
 
 def pygenn_status():
@@ -117,9 +117,11 @@ else {
     const int m = NSteps - g;  // after this update, lambda is at t_m
     if (g >= 1 && m >= 0) {
         if (BackSpike) {  // our spike stored at step m + 1: its jump, carried to t_{m+1}
-            const scalar jump = (LV * (1.0 - Lag / TauM) + RevISyn) / Slope - RegJump;
+            const int at = (batch * (NSteps + 1) + m + 1) * num_neurons + id;
+            const scalar dspike = HasSpikeDl ? DlDspike[at] : 0.0;
+            const scalar jump = (LV * (1.0 - Lag / TauM) + RevISyn + dspike) / Slope - RegJump;
             if (Probe) {
-                TransRec[(batch * (NSteps + 1) + m + 1) * num_neurons + id] = RevISyn;
+                TransRec[at] = RevISyn;
             }
             LV += jump * (1.0 + Lag / TauM);
             LI -= jump * (Lag / TauS);
@@ -157,6 +159,7 @@ if (Phase == 0) {
         V = v;
         if (RecordTrace) {
             TraceV[at] = v;
+            TraceI[at] = I;
         }
     }
 }
@@ -164,6 +167,7 @@ else {
     const int m = NSteps - g;
     if (g >= 1 && m >= 0) {
         const int at = (batch * NSteps + m) * num_neurons + id;
+        LV -= DlDtrace[at] / TauM;  // a source on V at t_{m+1} (the max loss)
         if (Probe) {
             ProbeLV[at] = LV;
             ProbeLI[at] = LI;
@@ -221,12 +225,12 @@ def _models(pygenn):
     per_neuron = [(n, "scalar", ro) for n in ("A", "B", "C", "D", "ITM", "ITS", "TauM", "TauS")]
     hidden = create_neuron_model(
         "eventprop_lab_hidden",
-        params=[("NSteps", "int"), "MinSlope", "Tol", ("Phase", "int"), ("Probe", "int")],
+        params=[("NSteps", "int"), "MinSlope", "Tol", ("Phase", "int"), ("Probe", "int"), ("HasSpikeDl", "int")],
         vars=[("V", "scalar"), ("I", "scalar"), ("LV", "scalar"), ("LI", "scalar"), ("Lag", "scalar"),
               ("Slope", "scalar"), ("Fired", "uint8_t"), ("BackSpike", "uint8_t"), ("Src", "scalar"),
               ("RegJump", "scalar", VarAccess.READ_ONLY_DUPLICATE), *per_neuron],
         extra_global_params=[("LagRec", "scalar*"), ("SlopeRec", "scalar*"), ("TransRec", "scalar*"),
-                             ("ProbeLV", "scalar*"), ("ProbeLI", "scalar*")],
+                             ("ProbeLV", "scalar*"), ("ProbeLI", "scalar*"), ("DlDspike", "scalar*")],
         additional_input_vars=[("LagIn", "scalar", 0.0), ("RevISyn", "scalar", 0.0)],
         sim_code=_HIDDEN_SIM, threshold_condition_code="Fired")
     readout = create_neuron_model(
@@ -234,8 +238,9 @@ def _models(pygenn):
         params=[("NSteps", "int"), ("Phase", "int"), ("Probe", "int"), ("RecordTrace", "int")],
         vars=[("V", "scalar"), ("I", "scalar"), ("LV", "scalar"), ("LI", "scalar"), ("Src", "scalar"),
               *per_neuron, ("MV", "scalar", ro), ("MI", "scalar", ro)],
-        extra_global_params=[("MeanV", "scalar*"), ("TraceV", "scalar*"), ("DlDmean", "scalar*"),
-                             ("ProbeLV", "scalar*"), ("ProbeLI", "scalar*")],
+        extra_global_params=[("MeanV", "scalar*"), ("TraceV", "scalar*"), ("TraceI", "scalar*"),
+                             ("DlDmean", "scalar*"), ("DlDtrace", "scalar*"), ("ProbeLV", "scalar*"),
+                             ("ProbeLI", "scalar*")],
         additional_input_vars=[("LagIn", "scalar", 0.0)],
         sim_code=_READOUT_SIM)
     inputs = create_neuron_model(
@@ -293,21 +298,23 @@ class _Model:
             "inputs", n_in, input_m, {"NSteps": T, "Phase": 0},
             {"Start": 0, "End": 0, "Cursor": 0, "Mult": 0.0, "BackSpike": 0})
         self.hidden = model.add_neuron_population(
-            "hidden", N, hidden_m, {"NSteps": T, "MinSlope": min_slope, "Tol": tol, "Phase": 0, "Probe": 0},
+            "hidden", N, hidden_m, {"NSteps": T, "MinSlope": min_slope, "Tol": tol, "Phase": 0, "Probe": 0,
+                                    "HasSpikeDl": 0},
             {"V": 0.0, "I": 0.0, "LV": 0.0, "LI": 0.0, "Lag": 0.0, "Slope": 1.0, "Fired": 0, "BackSpike": 0,
              "Src": 0.0, "RegJump": 0.0, **coeff})
         self.readout = model.add_neuron_population(
             "readout", K, readout_m, {"NSteps": T, "Phase": 0, "Probe": 0, "RecordTrace": 1},
             {"V": 0.0, "I": 0.0, "LV": 0.0, "LI": 0.0, "Src": 0.0, **coeff, "MV": 1.0, "MI": 0.0})
-        for pop, names in ((self.inputs, ("Phase",)), (self.hidden, ("Phase", "Probe")),
+        for pop, names in ((self.inputs, ("Phase",)), (self.hidden, ("Phase", "Probe", "HasSpikeDl")),
                            (self.readout, ("Phase", "Probe", "RecordTrace"))):
             for p in names:
                 pop.set_param_dynamic(p)
         self.inputs.extra_global_params["EvStep"].set_init_values(np.zeros(event_capacity, np.int32))
         for egp, size in (("LagRec", batch * (T + 1) * N), ("SlopeRec", batch * (T + 1) * N),
-                          ("TransRec", batch * (T + 1) * N), ("ProbeLV", batch * T * N), ("ProbeLI", batch * T * N)):
+                          ("TransRec", batch * (T + 1) * N), ("ProbeLV", batch * T * N), ("ProbeLI", batch * T * N),
+                          ("DlDspike", batch * (T + 1) * N)):
             self.hidden.extra_global_params[egp].set_init_values(np.full(size, -1.0) if egp == "LagRec" else zeros(size))
-        for egp in ("MeanV", "TraceV", "DlDmean", "ProbeLV", "ProbeLI"):
+        for egp in ("MeanV", "TraceV", "TraceI", "DlDmean", "DlDtrace", "ProbeLV", "ProbeLI"):
             self.readout.extra_global_params[egp].set_init_values(zeros(batch * T * K))
         post_refs = {"LV_post": "LV", "LI_post": "LI", "TauM_post": "TauM", "TauS_post": "TauS", "Src_post": "Src"}
         delta = init_postsynaptic("DeltaCurr")
@@ -408,18 +415,22 @@ class _Model:
         for _ in range(self.T + 1):
             self.model.step_time()
         out = {}
-        for pop, names in ((self.hidden, ("LagRec", "SlopeRec")), (self.readout, ("MeanV", "TraceV"))):
+        for pop, names in ((self.hidden, ("LagRec", "SlopeRec")), (self.readout, ("MeanV", "TraceV", "TraceI"))):
             for name in names:
                 egp = pop.extra_global_params[name]
                 egp.pull_from_device()
                 out[name] = egp.view.copy()
         return out
 
-    def backward(self, lag_rec, slope_rec, dl_dmean, reg_jump, probe):
+    def backward(self, lag_rec, slope_rec, dl_dmean, dl_dtrace, dl_dspike, reg_jump, probe):
         self._phase(1, probe)
         self._push_egp(self.hidden, "LagRec", lag_rec.ravel())
         self._push_egp(self.hidden, "SlopeRec", slope_rec.ravel())
         self._push_egp(self.readout, "DlDmean", dl_dmean.ravel())
+        self._push_egp(self.readout, "DlDtrace", dl_dtrace.ravel())
+        self.hidden.set_dynamic_param_value("HasSpikeDl", int(dl_dspike is not None))
+        if dl_dspike is not None:
+            self._push_egp(self.hidden, "DlDspike", dl_dspike.ravel())
         self._push(self.hidden, "RegJump", reg_jump)
         self._push(self.inputs, "Cursor", self._cursor_end)
         self._zero(self.hidden, ("LV", "LI", "BackSpike", "Fired"))
@@ -488,9 +499,9 @@ class GeNNEngine:
         if spiking_readout:
             raise ValueError("the GeNN backend has no spiking readout, so it cannot train first_spike; "
                              f"supported losses: {', '.join(SUPPORTED_LOSSES)}")
-        if record_state or record_readout_current:
-            raise ValueError("the GeNN backend does not record hidden states or readout currents (needed for "
-                             "trainable tau and the max loss); use the numba backend")
+        if record_state:
+            raise ValueError("the GeNN backend does not record hidden states, so it cannot train trainable tau; "
+                             "use the numba backend")
         check_params(params)
         check_batch(batch, params)
         dtype = _dtype_of(params)
@@ -502,43 +513,52 @@ class GeNNEngine:
         slope = np.zeros((B, T + 1, N))
         mean_v = np.zeros((B, T, K), dtype)
         trace_v = np.zeros((B, T, K), dtype)
+        trace_i = np.zeros((B, T, K), dtype)
         for chunk in self._chunks(B):
             model.set_inputs(batch, chunk)
-            out = model.forward(record_readout_samples)
+            out = model.forward(record_readout_samples or record_readout_current)
             n = len(chunk)
             lag[chunk] = out["LagRec"].reshape(model.batch, T + 1, N)[:n]
             slope[chunk] = out["SlopeRec"].reshape(model.batch, T + 1, N)[:n]
             mean_v[chunk] = out["MeanV"].reshape(model.batch, T, K)[:n]
             trace_v[chunk] = out["TraceV"].reshape(model.batch, T, K)[:n]
-        return _record_from_dense(lag, slope, mean_v, trace_v if record_readout_samples else None, batch, dtype)
+            trace_i[chunk] = out["TraceI"].reshape(model.batch, T, K)[:n]
+        return _record_from_dense(lag, slope, mean_v, trace_v if record_readout_samples else None,
+                                  trace_i if record_readout_current else None, batch, dtype)
 
     # ---- backward ------------------------------------------------------------------------
     def backward(self, params: Params, batch: SpikeBatch, record: ForwardRecord, source: LossSource, *,
                  reg_jump=None, train_tau=False, probe_samples=()):
         if train_tau:
             raise ValueError("the GeNN backend does not train time constants; use the numba backend")
-        if source.dl_dtrace is not None or source.dl_dspike is not None or source.dl_dfirst is not None:
-            raise ValueError("the GeNN backend supports only losses on the readout's step means "
-                             f"({', '.join(SUPPORTED_LOSSES)}); max and first_spike need the numba backend")
-        if source.dl_dmean is None:
-            raise ValueError("the loss source has no dl_dmean")
+        if source.dl_dfirst is not None:
+            raise ValueError("the GeNN backend has no spiking readout, so it cannot train first_spike; "
+                             "use the numba backend")
         dtype = _dtype_of(params)
         p = params.astype(dtype)
         B, T, N, K = batch.batch_size, batch.n_steps, p.n_hidden, p.n_out
-        if source.dl_dmean.shape != (B, T, K):
-            raise ValueError(f"dl_dmean must have shape {(B, T, K)}, got {source.dl_dmean.shape}")
+        for name in ("dl_dmean", "dl_dtrace"):
+            x = getattr(source, name)
+            if x is not None and x.shape != (B, T, K):
+                raise ValueError(f"{name} must have shape {(B, T, K)}, got {x.shape}")
+        cap = record.spike_step.shape[1]
+        if source.dl_dspike is not None and source.dl_dspike.shape != (B, cap):
+            raise ValueError(f"dl_dspike must have shape {(B, cap)}, got {source.dl_dspike.shape}")
         probe_samples = np.asarray(probe_samples, np.int64).reshape(-1)
         if np.any((probe_samples < 0) | (probe_samples >= B)):
             raise ValueError(f"probe samples {probe_samples.tolist()} outside the batch of {B}")
         model = self._model(p, batch, self._most_events(batch))
         model.set_params(p)
         lag, slope = _dense_from_record(record, N)
+        dense_dspike = None if source.dl_dspike is None else _dense_from_record(record, N, source.dl_dspike)
+        zeros = np.zeros((B, T, K))
+        dl_dmean = zeros if source.dl_dmean is None else np.asarray(source.dl_dmean, np.float64)
+        dl_dtrace = zeros if source.dl_dtrace is None else np.asarray(source.dl_dtrace, np.float64)
         jump = np.zeros(N) if reg_jump is None else np.asarray(reg_jump, np.float64)
         g_in = np.zeros(p.n_in * N)
         g_out = np.zeros(N * K)
         g_rec = np.zeros(N * N)
         P = len(probe_samples)
-        cap = record.spike_step.shape[1]
         probe_lv, probe_li = np.zeros((P, T, N), dtype), np.zeros((P, T, N), dtype)
         probe_lvo, probe_lio = np.zeros((P, T, K), dtype), np.zeros((P, T, K), dtype)
         probe_tr = np.full((P, cap), np.nan, dtype)
@@ -549,8 +569,10 @@ class GeNNEngine:
             pad = lambda x: np.concatenate([x, np.zeros((model.batch - n,) + x.shape[1:], x.dtype)])  # noqa: E731
             lag_c = np.concatenate([lag[chunk], np.full((model.batch - n, T + 1, N), -1.0)])
             probed = [s for s in chunk if s in slot_of]
-            grads, probes = model.backward(lag_c, pad(slope[chunk]), pad(np.asarray(source.dl_dmean[chunk], np.float64)),
-                                           np.broadcast_to(jump, (model.batch, N)), probe=bool(probed))
+            grads, probes = model.backward(
+                lag_c, pad(slope[chunk]), pad(dl_dmean[chunk]), pad(dl_dtrace[chunk]),
+                None if dense_dspike is None else pad(dense_dspike[chunk]), np.broadcast_to(jump, (model.batch, N)),
+                probe=bool(probed))
             g_in += grads["in"][:n].sum(0)
             g_out += grads["out"][:n].sum(0)
             if p.recurrent:
@@ -573,7 +595,7 @@ class GeNNEngine:
         return grads, probe
 
 
-def _record_from_dense(lag, slope, mean_v, trace_v, batch, dtype):
+def _record_from_dense(lag, slope, mean_v, trace_v, trace_i, batch, dtype):
     """The numba backend's spike store (by step, then neuron) from the dense per-step arrays."""
     B, T1, N = lag.shape
     n_spikes = np.zeros(B, np.int64)
@@ -594,12 +616,20 @@ def _record_from_dense(lag, slope, mean_v, trace_v, batch, dtype):
         spike_slope[s, :k], spike_lag[s, :k] = slope[s, steps, ids], lag[s, steps, ids]
         counts[s] = np.bincount(ids, minlength=N)
     return ForwardRecord(spike_step, spike_id, spike_slope, spike_lag, n_spikes, counts, mean_v, trace_v,
-                         None, None, None, None, None, None, batch.dt, batch.n_steps)
+                         trace_i, None, None, None, None, None, batch.dt, batch.n_steps)
 
 
-def _dense_from_record(record, N):
+def _dense_from_record(record, N, per_spike=None):
+    """(lag, slope) of each hidden spike on a (sample, stored step, neuron) grid, -1 lag where none;
+    with per_spike (B, cap) given, that value on the grid instead (0 where no spike)."""
     B = record.spike_step.shape[0]
     T = record.n_steps
+    if per_spike is not None:
+        out = np.zeros((B, T + 1, N))
+        for s in range(B):
+            k = int(record.n_spikes[s])
+            out[s, record.spike_step[s, :k], record.spike_id[s, :k]] = per_spike[s, :k]
+        return out
     lag = np.full((B, T + 1, N), -1.0)
     slope = np.zeros((B, T + 1, N))
     for s in range(B):

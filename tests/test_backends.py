@@ -45,7 +45,7 @@ def test_a_loss_the_backend_cannot_train_is_refused_by_name():
     assert trainer.config.loss == "sum_exp"  # unchanged after the refusal
     with pytest.raises(ValueError, match="does not train time constants"):
         Trainer(params, TrainingConfig(train_tau=True), engine=FewLosses())
-    assert set(SUPPORTED_LOSSES) == {"sum", "sum_exp", "sum_linear", "sum_sigmoid", "avg_xentropy"}
+    assert set(SUPPORTED_LOSSES) == {"sum", "sum_exp", "sum_linear", "sum_sigmoid", "avg_xentropy", "max"}
 
 
 def test_the_genn_backends_dense_arrays_hold_the_same_spikes_as_the_spike_store():
@@ -57,7 +57,7 @@ def test_the_genn_backends_dense_arrays_hold_the_same_spikes_as_the_spike_store(
     assert rec.n_spikes.min() > 5
     lag, slope = _dense_from_record(rec, 16)
     assert lag.shape == (3, 101, 16) and (lag >= 0).sum() == rec.n_spikes.sum()
-    back = _record_from_dense(lag, slope, rec.mean_v, rec.trace_v, batch, np.dtype(np.float64))
+    back = _record_from_dense(lag, slope, rec.mean_v, rec.trace_v, None, batch, np.dtype(np.float64))
     assert np.array_equal(back.n_spikes, rec.n_spikes) and np.array_equal(back.counts, rec.counts)
     for s in range(3):
         k = rec.n_spikes[s]
