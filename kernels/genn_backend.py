@@ -18,9 +18,9 @@ How the scheme maps onto GeNN's timestep (synapse update, then neuron update):
   as the scheme wants), accumulate Σλ_I for the weight gradients and send Σ w(λ_V − λ_I) back
   (`addToPre`); the neuron update of h + 1 applies the jump, steps λ back and adds the sources.
 
-Supported: every loss but first_spike (sources on the readout's step means, on its sampled
-voltage, and on hidden spike times: the max loss's kink term), recurrent or not, heterogeneous τ,
-the spike-count regulariser, probes. Refused with a message: spiking readouts (first_spike) and
+Supported: every loss (sources on the readout's step means, on its sampled voltage, on hidden
+spike times: the max loss's kink term, and on a spiking readout's first spike: first_spike),
+recurrent or not, heterogeneous τ, the spike-count regulariser, probes. Refused with a message:
 trainable τ. On GeNN's CPU backend the model batch is 1, so samples run one at a time.
 """
 import os
@@ -32,7 +32,7 @@ from .grid import StepCoefficients, check_batch, check_params
 from .types import ForwardRecord, Gradients, LossSource, Params, Probe, SpikeBatch
 
 THRESHOLD = 1.0
-SUPPORTED_LOSSES = ("sum", "sum_exp", "sum_linear", "sum_sigmoid", "avg_xentropy", "max")
+SUPPORTED_LOSSES = ("sum", "sum_exp", "sum_linear", "sum_sigmoid", "avg_xentropy", "max", "first_spike")
 
 
 def pygenn_status():
@@ -154,13 +154,23 @@ if (Phase == 0) {
         V += LagIn * ITM;
         const int at = (batch * NSteps + n) * num_neurons + id;
         MeanV[at] = MV * V + MI * I;
-        const scalar v = A * V + C * I;
-        I = B * I;
-        V = v;
+        scalar v = A * V + C * I;
+        const scalar inext = B * I;
         if (RecordTrace) {
             TraceV[at] = v;
-            TraceI[at] = I;
+            TraceI[at] = inext;
         }
+        if (Spiking && v >= 1.0) {  // a spiking readout (first_spike): its first spike is kept
+            if (FirstStep < 0) {
+""" + _CROSSING + """
+                FirstStep = g;
+                FirstSlope = fmax(I * exp(-u * ITS) - 1.0, MinSlope);
+                FirstLag = dt - u;
+            }
+            v = 0.0;
+        }
+        I = inext;
+        V = v;
     }
 }
 else {
@@ -168,6 +178,11 @@ else {
     if (g >= 1 && m >= 0) {
         const int at = (batch * NSteps + m) * num_neurons + id;
         LV -= DlDtrace[at] / TauM;  // a source on V at t_{m+1} (the max loss)
+        if (FirstStep == m + 1) {  // the first spike's time (first_spike)
+            const scalar jump = DlDfirst / FirstSlope;
+            LV += jump * (1.0 + FirstLag / TauM);
+            LI -= jump * (FirstLag / TauS);
+        }
         if (Probe) {
             ProbeLV[at] = LV;
             ProbeLI[at] = LI;
@@ -235,8 +250,10 @@ def _models(pygenn):
         sim_code=_HIDDEN_SIM, threshold_condition_code="Fired")
     readout = create_neuron_model(
         "eventprop_lab_readout",
-        params=[("NSteps", "int"), ("Phase", "int"), ("Probe", "int"), ("RecordTrace", "int")],
+        params=[("NSteps", "int"), "MinSlope", "Tol", ("Phase", "int"), ("Probe", "int"), ("RecordTrace", "int"),
+                ("Spiking", "int")],
         vars=[("V", "scalar"), ("I", "scalar"), ("LV", "scalar"), ("LI", "scalar"), ("Src", "scalar"),
+              ("FirstStep", "int"), ("FirstSlope", "scalar"), ("FirstLag", "scalar"), ("DlDfirst", "scalar"),
               *per_neuron, ("MV", "scalar", ro), ("MI", "scalar", ro)],
         extra_global_params=[("MeanV", "scalar*"), ("TraceV", "scalar*"), ("TraceI", "scalar*"),
                              ("DlDmean", "scalar*"), ("DlDtrace", "scalar*"), ("ProbeLV", "scalar*"),
@@ -303,10 +320,12 @@ class _Model:
             {"V": 0.0, "I": 0.0, "LV": 0.0, "LI": 0.0, "Lag": 0.0, "Slope": 1.0, "Fired": 0, "BackSpike": 0,
              "Src": 0.0, "RegJump": 0.0, **coeff})
         self.readout = model.add_neuron_population(
-            "readout", K, readout_m, {"NSteps": T, "Phase": 0, "Probe": 0, "RecordTrace": 1},
-            {"V": 0.0, "I": 0.0, "LV": 0.0, "LI": 0.0, "Src": 0.0, **coeff, "MV": 1.0, "MI": 0.0})
+            "readout", K, readout_m, {"NSteps": T, "MinSlope": min_slope, "Tol": tol, "Phase": 0, "Probe": 0,
+                                      "RecordTrace": 1, "Spiking": 0},
+            {"V": 0.0, "I": 0.0, "LV": 0.0, "LI": 0.0, "Src": 0.0, "FirstStep": -1, "FirstSlope": 1.0,
+             "FirstLag": 0.0, "DlDfirst": 0.0, **coeff, "MV": 1.0, "MI": 0.0})
         for pop, names in ((self.inputs, ("Phase",)), (self.hidden, ("Phase", "Probe", "HasSpikeDl")),
-                           (self.readout, ("Phase", "Probe", "RecordTrace"))):
+                           (self.readout, ("Phase", "Probe", "RecordTrace", "Spiking"))):
             for p in names:
                 pop.set_param_dynamic(p)
         self.inputs.extra_global_params["EvStep"].set_init_values(np.zeros(event_capacity, np.int32))
@@ -406,9 +425,11 @@ class _Model:
             var.view[...] = 0
             var.push_to_device()
 
-    def forward(self, record_trace):
+    def forward(self, record_trace, spiking):
         self._phase(0)
         self.readout.set_dynamic_param_value("RecordTrace", int(record_trace))
+        self.readout.set_dynamic_param_value("Spiking", int(spiking))
+        self._push(self.readout, "FirstStep", np.full((self.batch, self.K), -1, np.int32))
         self._push(self.inputs, "Cursor", self._cursor_start)
         self._zero(self.hidden, ("V", "I", "Fired", "BackSpike", "Lag"))
         self._zero(self.readout, ("V", "I"))
@@ -420,10 +441,17 @@ class _Model:
                 egp = pop.extra_global_params[name]
                 egp.pull_from_device()
                 out[name] = egp.view.copy()
+        if spiking:
+            for name in ("FirstStep", "FirstSlope", "FirstLag"):
+                var = self.readout.vars[name]
+                var.pull_from_device()
+                out[name] = var.view.reshape(self.batch, self.K).copy()
         return out
 
-    def backward(self, lag_rec, slope_rec, dl_dmean, dl_dtrace, dl_dspike, reg_jump, probe):
+    def backward(self, lag_rec, slope_rec, dl_dmean, dl_dtrace, dl_dspike, reg_jump, first, probe):
         self._phase(1, probe)
+        for name, value in zip(("FirstStep", "FirstSlope", "FirstLag", "DlDfirst"), first):
+            self._push(self.readout, name, value)
         self._push_egp(self.hidden, "LagRec", lag_rec.ravel())
         self._push_egp(self.hidden, "SlopeRec", slope_rec.ravel())
         self._push_egp(self.readout, "DlDmean", dl_dmean.ravel())
@@ -496,9 +524,6 @@ class GeNNEngine:
     # ---- forward -------------------------------------------------------------------------
     def forward(self, params: Params, batch: SpikeBatch, *, spiking_readout=False, record_readout_samples=True,
                 record_readout_current=False, record_state=False) -> ForwardRecord:
-        if spiking_readout:
-            raise ValueError("the GeNN backend has no spiking readout, so it cannot train first_spike; "
-                             f"supported losses: {', '.join(SUPPORTED_LOSSES)}")
         if record_state:
             raise ValueError("the GeNN backend does not record hidden states, so it cannot train trainable tau; "
                              "use the numba backend")
@@ -514,26 +539,29 @@ class GeNNEngine:
         mean_v = np.zeros((B, T, K), dtype)
         trace_v = np.zeros((B, T, K), dtype)
         trace_i = np.zeros((B, T, K), dtype)
+        first = [np.full((B, K), -1, np.int32), np.zeros((B, K), dtype), np.zeros((B, K), dtype)]
         for chunk in self._chunks(B):
             model.set_inputs(batch, chunk)
-            out = model.forward(record_readout_samples or record_readout_current)
+            out = model.forward(record_readout_samples or record_readout_current, spiking_readout)
             n = len(chunk)
             lag[chunk] = out["LagRec"].reshape(model.batch, T + 1, N)[:n]
             slope[chunk] = out["SlopeRec"].reshape(model.batch, T + 1, N)[:n]
             mean_v[chunk] = out["MeanV"].reshape(model.batch, T, K)[:n]
             trace_v[chunk] = out["TraceV"].reshape(model.batch, T, K)[:n]
             trace_i[chunk] = out["TraceI"].reshape(model.batch, T, K)[:n]
-        return _record_from_dense(lag, slope, mean_v, trace_v if record_readout_samples else None,
-                                  trace_i if record_readout_current else None, batch, dtype)
+            if spiking_readout:
+                for i, name in enumerate(("FirstStep", "FirstSlope", "FirstLag")):
+                    first[i][chunk] = out[name][:n]
+        record = _record_from_dense(lag, slope, mean_v, trace_v if record_readout_samples else None,
+                                    trace_i if record_readout_current else None, batch, dtype)
+        return record._replace(first_step=first[0], first_slope=first[1], first_lag=first[2]) if spiking_readout \
+            else record
 
     # ---- backward ------------------------------------------------------------------------
     def backward(self, params: Params, batch: SpikeBatch, record: ForwardRecord, source: LossSource, *,
                  reg_jump=None, train_tau=False, probe_samples=()):
         if train_tau:
             raise ValueError("the GeNN backend does not train time constants; use the numba backend")
-        if source.dl_dfirst is not None:
-            raise ValueError("the GeNN backend has no spiking readout, so it cannot train first_spike; "
-                             "use the numba backend")
         dtype = _dtype_of(params)
         p = params.astype(dtype)
         B, T, N, K = batch.batch_size, batch.n_steps, p.n_hidden, p.n_out
@@ -555,6 +583,9 @@ class GeNNEngine:
         dl_dmean = zeros if source.dl_dmean is None else np.asarray(source.dl_dmean, np.float64)
         dl_dtrace = zeros if source.dl_dtrace is None else np.asarray(source.dl_dtrace, np.float64)
         jump = np.zeros(N) if reg_jump is None else np.asarray(reg_jump, np.float64)
+        has_first = record.first_step is not None and source.dl_dfirst is not None
+        first = ((record.first_step, record.first_slope, record.first_lag, source.dl_dfirst) if has_first else
+                 (np.full((B, K), -1, np.int32), np.ones((B, K)), np.zeros((B, K)), np.zeros((B, K))))
         g_in = np.zeros(p.n_in * N)
         g_out = np.zeros(N * K)
         g_rec = np.zeros(N * N)
@@ -572,7 +603,8 @@ class GeNNEngine:
             grads, probes = model.backward(
                 lag_c, pad(slope[chunk]), pad(dl_dmean[chunk]), pad(dl_dtrace[chunk]),
                 None if dense_dspike is None else pad(dense_dspike[chunk]), np.broadcast_to(jump, (model.batch, N)),
-                probe=bool(probed))
+                [np.concatenate([np.asarray(x)[chunk], np.full((model.batch - n, K), -1 if i == 0 else 0)])
+                 for i, x in enumerate(first)], probe=bool(probed))
             g_in += grads["in"][:n].sum(0)
             g_out += grads["out"][:n].sum(0)
             if p.recurrent:

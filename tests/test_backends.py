@@ -45,7 +45,8 @@ def test_a_loss_the_backend_cannot_train_is_refused_by_name():
     assert trainer.config.loss == "sum_exp"  # unchanged after the refusal
     with pytest.raises(ValueError, match="does not train time constants"):
         Trainer(params, TrainingConfig(train_tau=True), engine=FewLosses())
-    assert set(SUPPORTED_LOSSES) == {"sum", "sum_exp", "sum_linear", "sum_sigmoid", "avg_xentropy", "max"}
+    assert set(SUPPORTED_LOSSES) == {"sum", "sum_exp", "sum_linear", "sum_sigmoid", "avg_xentropy", "max",
+                                     "first_spike"}
 
 
 def test_the_genn_backends_dense_arrays_hold_the_same_spikes_as_the_spike_store():

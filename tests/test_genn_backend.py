@@ -2,8 +2,9 @@
 identical weights and inputs. Skipped, saying why, where pygenn cannot be imported (it is built from
 GeNN's source, not installed from PyPI; README, "Running on a GPU with GeNN").
 
-Tolerances: in float64 both backends compute the same scheme to rounding, so spikes are identical
-and gradients agree to 1e-9 relative (we see ~1e-15). In float32 the order of sums differs (and numba
+Tolerances: in float64 both backends compute the same scheme to rounding, so spikes are identical;
+the recurrent dynamics amplify rounding differences (sums in another order) to at most 1e-9 ms in
+lags on these networks, and gradients agree to 1e-8 relative (typically ~1e-15). In float32 the order of sums differs (and numba
 uses fused multiply-adds), and the recurrent dynamics amplify the rounding over the trial: spike steps
 and ids are still identical on these networks, but lags differ by up to 1.7e-3 ms, readout means by
 4e-5 and gradients by 6e-5 relative (seeds 1, 4, 7, 9); the float32 tolerances are 3-5x those."""
@@ -23,7 +24,7 @@ from eventprop_lab.toy import spike_patterns  # noqa: E402
 from eventprop_lab.training import Trainer, TrainingConfig  # noqa: E402
 from kernels import LossSource, get_engine, make_batch  # noqa: E402
 
-TOL = {np.float64: dict(lag=1e-10, v=1e-12, grad=1e-9), np.float32: dict(lag=5e-3, v=2e-4, grad=3e-4)}
+TOL = {np.float64: dict(lag=1e-8, v=1e-10, grad=1e-8), np.float32: dict(lag=5e-3, v=2e-4, grad=3e-4)}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,9 @@ def assert_same_record(a, b, tol):
         assert np.allclose(a.spike_lag[s, :k], b.spike_lag[s, :k], rtol=0, atol=tol["lag"])
         assert np.allclose(a.spike_slope[s, :k], b.spike_slope[s, :k], rtol=0, atol=tol["lag"])
     assert np.allclose(a.mean_v, b.mean_v, rtol=0, atol=tol["v"])
-    assert np.allclose(a.trace_v, b.trace_v, rtol=0, atol=tol["v"])
+    assert (a.trace_v is None) == (b.trace_v is None)
+    if a.trace_v is not None:
+        assert np.allclose(a.trace_v, b.trace_v, rtol=0, atol=tol["v"])
 
 
 def rel(a, b):
@@ -109,16 +112,30 @@ def test_repeated_events_on_one_channel_in_one_step_all_count(genn):
 
 def test_what_genn_cannot_do_is_refused_by_name(genn):
     params, batch, labels = problem(np.float64, n_samples=1)
-    with pytest.raises(ValueError, match="first_spike"):
-        genn.forward(params, batch, **get_loss("first_spike").record_options())
     with pytest.raises(ValueError, match="trainable tau"):
         genn.forward(params, batch, record_state=True)
-    record = get_engine("numba").forward(params, batch, **get_loss("first_spike").record_options())
-    source = get_loss("first_spike").evaluate(record, labels, params).source
-    with pytest.raises(ValueError, match="cannot train first_spike"):
-        genn.backward(params, batch, record, source)
-    with pytest.raises(ValueError, match="cannot train the loss 'first_spike'"):
-        Trainer(params, TrainingConfig(backend="genn", loss="first_spike"), engine=genn)
+    record = genn.forward(params, batch)
+    source = get_loss("sum").evaluate(record, labels, params).source
+    with pytest.raises(ValueError, match="does not train time constants"):
+        genn.backward(params, batch, record, source, train_tau=True)
+    with pytest.raises(ValueError, match="does not train time constants"):
+        Trainer(params, TrainingConfig(backend="genn", train_tau=True), engine=genn)
+
+
+def test_a_spiking_readout_and_its_first_spikes_match(genn):
+    params, batch, labels = problem(np.float64, seed=3)
+    params = params._replace(W_out=np.abs(params.W_out) * 2)  # readouts that do spike
+    loss = get_loss("first_spike")
+    numba = get_engine("numba")
+    a, b = (e.forward(params, batch, **loss.record_options()) for e in (numba, genn))
+    assert_same_record(a, b, TOL[np.float64])
+    assert (a.first_step >= 0).sum() >= 4 and np.array_equal(a.first_step, b.first_step)
+    assert np.allclose(a.first_lag, b.first_lag, atol=1e-8) and np.allclose(a.first_slope, b.first_slope, atol=1e-8)
+    source = loss.evaluate(a, labels, params).source
+    g_a, _ = numba.backward(params, batch, a, source)
+    g_b, _ = genn.backward(params, batch, b, source)
+    for name in ("W_in", "W_rec", "W_out"):
+        assert rel(getattr(g_a, name), getattr(g_b, name)) < TOL[np.float64]["grad"], name
 
 
 def test_a_trainer_on_genn_takes_the_same_steps_as_on_numba(genn):
@@ -148,5 +165,5 @@ def test_sources_on_hidden_spike_times_and_on_sampled_voltages_match(genn):
     g_a, p_a = numba.backward(params, batch, a, source, probe_samples=[1])
     g_b, p_b = genn.backward(params, batch, a, source, probe_samples=[1])
     for name in ("W_in", "W_rec", "W_out"):
-        assert rel(getattr(g_a, name), getattr(g_b, name)) < 1e-9, name
+        assert rel(getattr(g_a, name), getattr(g_b, name)) < TOL[np.float64]["grad"], name
     assert rel(p_a.lambda_v, p_b.lambda_v) < 1e-9 and rel(p_a.lambda_v_out, p_b.lambda_v_out) < 1e-9
