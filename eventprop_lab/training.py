@@ -42,7 +42,7 @@ class Trainer:
     def __init__(self, params: Params, config: TrainingConfig, engine=None):
         self.config = config
         self.engine = engine or get_engine(config.backend)
-        if config.train_tau and self.engine.name != "numba":
+        if config.train_tau and not getattr(self.engine, "trains_tau", True):
             raise ValueError(f"the {self.engine.name} backend does not train time constants; "
                              "use backend numba or train_tau off")
         check_loss_supported(self.engine, config.loss)

@@ -20,8 +20,8 @@ How the scheme maps onto GeNN's timestep (synapse update, then neuron update):
 
 Supported: every loss (sources on the readout's step means, on its sampled voltage, on hidden
 spike times: the max loss's kink term, and on a spiking readout's first spike: first_spike),
-recurrent or not, heterogeneous τ, the spike-count regulariser, probes. Refused with a message:
-trainable τ. On GeNN's CPU backend the model batch is 1, so samples run one at a time.
+recurrent or not, heterogeneous and trainable τ, the spike-count regulariser and probes: all that
+the numba backend does. On GeNN's CPU backend the model batch is 1, so samples run one at a time.
 """
 import os
 import tempfile
@@ -32,7 +32,6 @@ from .grid import StepCoefficients, check_batch, check_params
 from .types import ForwardRecord, Gradients, LossSource, Params, Probe, SpikeBatch
 
 THRESHOLD = 1.0
-SUPPORTED_LOSSES = ("sum", "sum_exp", "sum_linear", "sum_sigmoid", "avg_xentropy", "max", "first_spike")
 
 
 def pygenn_status():
@@ -93,6 +92,10 @@ if (Phase == 0) {
     if (g >= 1) {
         I += Isyn - LagIn * ITS;
         V += LagIn * ITM;
+        if (RecordState) {
+            StateV[(batch * NSteps + g - 1) * num_neurons + id] = V;
+            StateI[(batch * NSteps + g - 1) * num_neurons + id] = I;
+        }
         scalar v = A * V + C * I;
         const scalar inext = B * I;
         scalar rec = -1.0;
@@ -129,6 +132,13 @@ else {
         if (Probe) {
             ProbeLV[(batch * NSteps + m) * num_neurons + id] = LV;
             ProbeLI[(batch * NSteps + m) * num_neurons + id] = LI;
+        }
+        if (RecordState) {  // trainable tau: the exact derivative of the step map
+            const scalar v0 = StateV[(batch * NSteps + m) * num_neurons + id];
+            const scalar i0 = StateI[(batch * NSteps + m) * num_neurons + id];
+            const scalar muv = -TauM * LV;
+            GTauM += muv * (DAM * v0 + DCM * i0);
+            GTauS += (muv * DCS - TauS * LI * DBS) * i0;
         }
         LI = B * LI + D * LV;
         LV = A * LV;
@@ -240,12 +250,15 @@ def _models(pygenn):
     per_neuron = [(n, "scalar", ro) for n in ("A", "B", "C", "D", "ITM", "ITS", "TauM", "TauS")]
     hidden = create_neuron_model(
         "eventprop_lab_hidden",
-        params=[("NSteps", "int"), "MinSlope", "Tol", ("Phase", "int"), ("Probe", "int"), ("HasSpikeDl", "int")],
+        params=[("NSteps", "int"), "MinSlope", "Tol", ("Phase", "int"), ("Probe", "int"), ("HasSpikeDl", "int"),
+                ("RecordState", "int")],
         vars=[("V", "scalar"), ("I", "scalar"), ("LV", "scalar"), ("LI", "scalar"), ("Lag", "scalar"),
               ("Slope", "scalar"), ("Fired", "uint8_t"), ("BackSpike", "uint8_t"), ("Src", "scalar"),
-              ("RegJump", "scalar", VarAccess.READ_ONLY_DUPLICATE), *per_neuron],
+              ("RegJump", "scalar", VarAccess.READ_ONLY_DUPLICATE), ("GTauM", "scalar"), ("GTauS", "scalar"),
+              *per_neuron, *[(n, "scalar", ro) for n in ("DAM", "DCM", "DCS", "DBS")]],
         extra_global_params=[("LagRec", "scalar*"), ("SlopeRec", "scalar*"), ("TransRec", "scalar*"),
-                             ("ProbeLV", "scalar*"), ("ProbeLI", "scalar*"), ("DlDspike", "scalar*")],
+                             ("ProbeLV", "scalar*"), ("ProbeLI", "scalar*"), ("DlDspike", "scalar*"),
+                             ("StateV", "scalar*"), ("StateI", "scalar*")],
         additional_input_vars=[("LagIn", "scalar", 0.0), ("RevISyn", "scalar", 0.0)],
         sim_code=_HIDDEN_SIM, threshold_condition_code="Fired")
     readout = create_neuron_model(
@@ -316,22 +329,23 @@ class _Model:
             {"Start": 0, "End": 0, "Cursor": 0, "Mult": 0.0, "BackSpike": 0})
         self.hidden = model.add_neuron_population(
             "hidden", N, hidden_m, {"NSteps": T, "MinSlope": min_slope, "Tol": tol, "Phase": 0, "Probe": 0,
-                                    "HasSpikeDl": 0},
+                                    "HasSpikeDl": 0, "RecordState": 0},
             {"V": 0.0, "I": 0.0, "LV": 0.0, "LI": 0.0, "Lag": 0.0, "Slope": 1.0, "Fired": 0, "BackSpike": 0,
-             "Src": 0.0, "RegJump": 0.0, **coeff})
+             "Src": 0.0, "RegJump": 0.0, "GTauM": 0.0, "GTauS": 0.0, **coeff,
+             "DAM": 0.0, "DCM": 0.0, "DCS": 0.0, "DBS": 0.0})
         self.readout = model.add_neuron_population(
             "readout", K, readout_m, {"NSteps": T, "MinSlope": min_slope, "Tol": tol, "Phase": 0, "Probe": 0,
                                       "RecordTrace": 1, "Spiking": 0},
             {"V": 0.0, "I": 0.0, "LV": 0.0, "LI": 0.0, "Src": 0.0, "FirstStep": -1, "FirstSlope": 1.0,
              "FirstLag": 0.0, "DlDfirst": 0.0, **coeff, "MV": 1.0, "MI": 0.0})
-        for pop, names in ((self.inputs, ("Phase",)), (self.hidden, ("Phase", "Probe", "HasSpikeDl")),
+        for pop, names in ((self.inputs, ("Phase",)), (self.hidden, ("Phase", "Probe", "HasSpikeDl", "RecordState")),
                            (self.readout, ("Phase", "Probe", "RecordTrace", "Spiking"))):
             for p in names:
                 pop.set_param_dynamic(p)
         self.inputs.extra_global_params["EvStep"].set_init_values(np.zeros(event_capacity, np.int32))
         for egp, size in (("LagRec", batch * (T + 1) * N), ("SlopeRec", batch * (T + 1) * N),
                           ("TransRec", batch * (T + 1) * N), ("ProbeLV", batch * T * N), ("ProbeLI", batch * T * N),
-                          ("DlDspike", batch * (T + 1) * N)):
+                          ("DlDspike", batch * (T + 1) * N), ("StateV", batch * T * N), ("StateI", batch * T * N)):
             self.hidden.extra_global_params[egp].set_init_values(np.full(size, -1.0) if egp == "LagRec" else zeros(size))
         for egp in ("MeanV", "TraceV", "TraceI", "DlDmean", "DlDtrace", "ProbeLV", "ProbeLI"):
             self.readout.extra_global_params[egp].set_init_values(zeros(batch * T * K))
@@ -381,6 +395,8 @@ class _Model:
             for name, value in (("A", c.a), ("B", c.b), ("C", c.c), ("D", c.d), ("ITM", 1 / tm), ("ITS", 1 / ts),
                                 ("TauM", tm), ("TauS", ts)):
                 self._push(pop, name, np.asarray(value, self.dtype))
+        for name, value in (("DAM", ch.da_m), ("DCM", ch.dc_m), ("DCS", ch.dc_s), ("DBS", ch.db_s)):
+            self._push(self.hidden, name, np.asarray(value, self.dtype))
         self._push(self.readout, "MV", co.mv)
         self._push(self.readout, "MI", co.mi)
         self._push(self.syn_in, "g", p.W_in.ravel())
@@ -425,8 +441,9 @@ class _Model:
             var.view[...] = 0
             var.push_to_device()
 
-    def forward(self, record_trace, spiking):
+    def forward(self, record_trace, spiking, record_state):
         self._phase(0)
+        self.hidden.set_dynamic_param_value("RecordState", int(record_state))
         self.readout.set_dynamic_param_value("RecordTrace", int(record_trace))
         self.readout.set_dynamic_param_value("Spiking", int(spiking))
         self._push(self.readout, "FirstStep", np.full((self.batch, self.K), -1, np.int32))
@@ -436,7 +453,8 @@ class _Model:
         for _ in range(self.T + 1):
             self.model.step_time()
         out = {}
-        for pop, names in ((self.hidden, ("LagRec", "SlopeRec")), (self.readout, ("MeanV", "TraceV", "TraceI"))):
+        for pop, names in ((self.hidden, ("LagRec", "SlopeRec")), (self.readout, ("MeanV", "TraceV", "TraceI")),
+                           *([(self.hidden, ("StateV", "StateI"))] if record_state else [])):
             for name in names:
                 egp = pop.extra_global_params[name]
                 egp.pull_from_device()
@@ -448,8 +466,13 @@ class _Model:
                 out[name] = var.view.reshape(self.batch, self.K).copy()
         return out
 
-    def backward(self, lag_rec, slope_rec, dl_dmean, dl_dtrace, dl_dspike, reg_jump, first, probe):
+    def backward(self, lag_rec, slope_rec, dl_dmean, dl_dtrace, dl_dspike, reg_jump, first, state, probe):
         self._phase(1, probe)
+        self.hidden.set_dynamic_param_value("RecordState", int(state is not None))
+        if state is not None:
+            self._push_egp(self.hidden, "StateV", state[0].ravel())
+            self._push_egp(self.hidden, "StateI", state[1].ravel())
+            self._zero(self.hidden, ("GTauM", "GTauS"))
         for name, value in zip(("FirstStep", "FirstSlope", "FirstLag", "DlDfirst"), first):
             self._push(self.readout, name, value)
         self._push_egp(self.hidden, "LagRec", lag_rec.ravel())
@@ -472,6 +495,11 @@ class _Model:
             var = sg.vars["Gradient"]
             var.pull_from_device()
             grads[label] = var.view.reshape(self.batch, -1).astype(np.float64)
+        if state is not None:
+            for name in ("GTauM", "GTauS"):
+                var = self.hidden.vars[name]
+                var.pull_from_device()
+                grads[name] = var.view.reshape(self.batch, -1).astype(np.float64)
         probes = {}
         if probe:
             for pop, names in ((self.hidden, ("ProbeLV", "ProbeLI", "TransRec")), (self.readout, ("ProbeLV", "ProbeLI"))):
@@ -486,7 +514,7 @@ class GeNNEngine:
     """Forward and adjoint passes on GeNN, behind the interface of NumbaEngine."""
 
     name = "genn"
-    supported_losses = SUPPORTED_LOSSES
+    supported_losses = None  # all: every kind of loss source is implemented
 
     def __init__(self, backend=None, batch_size=None, build_dir=None, min_slope=1e-3):
         ok, why = pygenn_status()
@@ -524,9 +552,6 @@ class GeNNEngine:
     # ---- forward -------------------------------------------------------------------------
     def forward(self, params: Params, batch: SpikeBatch, *, spiking_readout=False, record_readout_samples=True,
                 record_readout_current=False, record_state=False) -> ForwardRecord:
-        if record_state:
-            raise ValueError("the GeNN backend does not record hidden states, so it cannot train trainable tau; "
-                             "use the numba backend")
         check_params(params)
         check_batch(batch, params)
         dtype = _dtype_of(params)
@@ -540,9 +565,10 @@ class GeNNEngine:
         trace_v = np.zeros((B, T, K), dtype)
         trace_i = np.zeros((B, T, K), dtype)
         first = [np.full((B, K), -1, np.int32), np.zeros((B, K), dtype), np.zeros((B, K), dtype)]
+        state = [np.zeros((B, T, N), dtype), np.zeros((B, T, N), dtype)] if record_state else None
         for chunk in self._chunks(B):
             model.set_inputs(batch, chunk)
-            out = model.forward(record_readout_samples or record_readout_current, spiking_readout)
+            out = model.forward(record_readout_samples or record_readout_current, spiking_readout, record_state)
             n = len(chunk)
             lag[chunk] = out["LagRec"].reshape(model.batch, T + 1, N)[:n]
             slope[chunk] = out["SlopeRec"].reshape(model.batch, T + 1, N)[:n]
@@ -552,16 +578,22 @@ class GeNNEngine:
             if spiking_readout:
                 for i, name in enumerate(("FirstStep", "FirstSlope", "FirstLag")):
                     first[i][chunk] = out[name][:n]
+            if record_state:
+                for i, name in enumerate(("StateV", "StateI")):
+                    state[i][chunk] = out[name].reshape(model.batch, T, N)[:n]
         record = _record_from_dense(lag, slope, mean_v, trace_v if record_readout_samples else None,
                                     trace_i if record_readout_current else None, batch, dtype)
-        return record._replace(first_step=first[0], first_slope=first[1], first_lag=first[2]) if spiking_readout \
-            else record
+        if spiking_readout:
+            record = record._replace(first_step=first[0], first_slope=first[1], first_lag=first[2])
+        if record_state:
+            record = record._replace(state_v=state[0], state_i=state[1])
+        return record
 
     # ---- backward ------------------------------------------------------------------------
     def backward(self, params: Params, batch: SpikeBatch, record: ForwardRecord, source: LossSource, *,
                  reg_jump=None, train_tau=False, probe_samples=()):
-        if train_tau:
-            raise ValueError("the GeNN backend does not train time constants; use the numba backend")
+        if train_tau and record.state_v is None:
+            raise ValueError("train_tau needs a forward record made with record_state=True")
         dtype = _dtype_of(params)
         p = params.astype(dtype)
         B, T, N, K = batch.batch_size, batch.n_steps, p.n_hidden, p.n_out
@@ -589,6 +621,7 @@ class GeNNEngine:
         g_in = np.zeros(p.n_in * N)
         g_out = np.zeros(N * K)
         g_rec = np.zeros(N * N)
+        g_tau_m, g_tau_s = np.zeros(N), np.zeros(N)
         P = len(probe_samples)
         probe_lv, probe_li = np.zeros((P, T, N), dtype), np.zeros((P, T, N), dtype)
         probe_lvo, probe_lio = np.zeros((P, T, K), dtype), np.zeros((P, T, K), dtype)
@@ -604,11 +637,16 @@ class GeNNEngine:
                 lag_c, pad(slope[chunk]), pad(dl_dmean[chunk]), pad(dl_dtrace[chunk]),
                 None if dense_dspike is None else pad(dense_dspike[chunk]), np.broadcast_to(jump, (model.batch, N)),
                 [np.concatenate([np.asarray(x)[chunk], np.full((model.batch - n, K), -1 if i == 0 else 0)])
-                 for i, x in enumerate(first)], probe=bool(probed))
+                 for i, x in enumerate(first)],
+                [pad(np.asarray(record.state_v[chunk], np.float64)), pad(np.asarray(record.state_i[chunk], np.float64))]
+                if train_tau else None, probe=bool(probed))
             g_in += grads["in"][:n].sum(0)
             g_out += grads["out"][:n].sum(0)
             if p.recurrent:
                 g_rec += grads["rec"][:n].sum(0)
+            if train_tau:
+                g_tau_m += grads["GTauM"][:n].sum(0)
+                g_tau_s += grads["GTauS"][:n].sum(0)
             for s in probed:
                 i, b = slot_of[s], chunk.index(s)
                 probe_lv[i] = probes[(True, "ProbeLV")].reshape(model.batch, T, N)[b]
@@ -622,7 +660,7 @@ class GeNNEngine:
             W_in=(-g_in.reshape(p.n_in, N) * p.tau_syn).astype(dtype),
             W_rec=(-g_rec.reshape(N, N) * p.tau_syn).astype(dtype) if p.recurrent else None,
             W_out=(-g_out.reshape(N, K) * p.tau_syn_out).astype(dtype),
-            tau_mem=None, tau_syn=None)
+            tau_mem=g_tau_m.astype(dtype) if train_tau else None, tau_syn=g_tau_s.astype(dtype) if train_tau else None)
         probe = Probe(probe_samples, probe_lv, probe_li, probe_lvo, probe_lio, probe_tr) if P else None
         return grads, probe
 
