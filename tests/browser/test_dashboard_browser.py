@@ -33,13 +33,13 @@ def served_app(tmp_path):
     port = _free_port()
     log = open(tmp_path / "serve.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "panel", "serve", "app/main.py", "--port", str(port),
-                             "--address", "127.0.0.1", f"--allow-websocket-origin=127.0.0.1:{port}"],
+                             "--address", "127.0.0.1", f"--allow-websocket-origin=127.0.0.1:{port}", "--liveness"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/main"
     deadline = time.monotonic() + 120
     while True:
         try:
-            urllib.request.urlopen(url, timeout=2)
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/liveness", timeout=5)  # builds no page
             break
         except OSError:
             if time.monotonic() > deadline or proc.poll() is not None:
