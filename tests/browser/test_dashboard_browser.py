@@ -72,85 +72,85 @@ def _column(page, source, column):
         return null; }""", [source, column])
 
 
-def test_the_page_trains_on_play_stops_on_pause_and_switches_loss(served_app):
+@pytest.fixture
+def browser():
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--headless"])
         try:
-            page = browser.new_page()
-            errors = []
-            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(served_app)
-            status = page.get_by_text(re.compile(r"· step \d+"))  # the status line, once the run is built
-            status.wait_for(timeout=90_000)
-
-            def step():
-                return int(re.search(r"· step (\d+)", status.inner_text()).group(1))
-
-            first = step()
-            page.get_by_role("button", name="play").click()
-            deadline = time.monotonic() + 90
-            while step() < first + 3:
-                assert time.monotonic() < deadline, f"no training after play: {status.inner_text()}"
-                time.sleep(0.5)
-            # the learning curve grows and the raster renders in the browser itself
-            page.wait_for_function("""() => window.Bokeh.documents.some(d => {
-                const s = d.get_model_by_name("hidden_raster");
-                const t = s && (s.data.get ? s.data.get("t") : s.data.t);
-                return t && t.length > 0; })""", timeout=60_000)
-            assert _column_length(page, "input_raster", "t") > 0
-            grown = _column_length(page, "batches", "step")
-            assert grown >= 3
-            page.get_by_role("button", name="pause").click()
-            page.get_by_text(re.compile(r"^paused")).wait_for(timeout=30_000)
-            paused_at = step()
-            time.sleep(2.0)
-            assert step() == paused_at, "the step counter moved while paused"
-            # a hot change of loss while running: the session reports the new loss
-            page.locator("select").first.select_option("sum")
-            page.get_by_role("button", name="play").click()
-            page.get_by_text(re.compile(r"loss fn sum(?!_)")).wait_for(timeout=60_000)
-            while step() < paused_at + 2:
-                assert time.monotonic() < deadline + 60, f"no training after the switch: {status.inner_text()}"
-                time.sleep(0.5)
-            page.get_by_role("button", name="pause").click()
-            page.wait_for_function("""() => window.Bokeh.documents.some(d => {
-                const s = d.get_model_by_name("markers");
-                const l = s && (s.data.get ? s.data.get("label") : s.data.label);
-                return l && Array.from(l).includes("loss → sum"); })""", timeout=30_000)
-            assert _column_length(page, "batches", "step") > grown
-            assert errors == []
-            # a link with settings in classroom mode: the set-up controls are hidden, the loss is as linked
-            page2 = browser.new_page()
-            page2.on("console", lambda m: m.type == "error" and errors.append(m.text))
-            page2.goto(served_app + "?mode=classroom&loss=sum_exp&lr=0.002")
-            page2.get_by_text(re.compile(r"· step \d+")).wait_for(timeout=60_000)
-            page2.get_by_text(re.compile(r"loss fn sum_exp")).wait_for(timeout=30_000)  # paused: applied at once
-            assert page2.get_by_text("N hidden").count() == 0 and page2.get_by_role("button", name="reset").count() == 0
-            assert page2.locator("select").first.input_value() == "sum_exp"
-            assert errors == []
+            yield b
         finally:
-            browser.close()
+            b.close()
 
 
-def test_the_classroom_tab_steps_down_the_gradient_and_trains_on_one_class(served_app):
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--headless"])
-        try:
-            page = browser.new_page()
-            errors = []
-            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(served_app + "?tab=classroom")
-            info = page.get_by_text(re.compile(r"^step 0: w_B"))
-            info.wait_for(timeout=90_000)
-            for _ in range(3):
-                page.get_by_role("button", name="gradient step").click()
-            page.get_by_text(re.compile(r"^step 3: w_B")).wait_for(timeout=30_000)
-            page.get_by_role("button", name="train").click()
-            page.get_by_text(re.compile(r"hidden rate .* Hz")).wait_for(timeout=120_000)
-            assert errors == []
-        finally:
-            browser.close()
+def open_page(browser, url, errors):
+    """A page at url whose console errors and uncaught exceptions go to `errors`."""
+    page = browser.new_page()
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    return page
+
+
+def test_the_page_trains_on_play_stops_on_pause_and_switches_loss(served_app, browser):
+    errors = []
+    page = open_page(browser, served_app, errors)
+    status = page.get_by_text(re.compile(r"· step \d+"))  # the status line, once the run is built
+    status.wait_for(timeout=90_000)
+
+    def step():
+        return int(re.search(r"· step (\d+)", status.inner_text()).group(1))
+
+    first = step()
+    page.get_by_role("button", name="play").click()
+    deadline = time.monotonic() + 90
+    while step() < first + 3:
+        assert time.monotonic() < deadline, f"no training after play: {status.inner_text()}"
+        time.sleep(0.5)
+    # the learning curve grows and the raster renders in the browser itself
+    page.wait_for_function("""() => window.Bokeh.documents.some(d => {
+        const s = d.get_model_by_name("hidden_raster");
+        const t = s && (s.data.get ? s.data.get("t") : s.data.t);
+        return t && t.length > 0; })""", timeout=60_000)
+    assert _column_length(page, "input_raster", "t") > 0
+    grown = _column_length(page, "batches", "step")
+    assert grown >= 3
+    page.get_by_role("button", name="pause").click()
+    page.get_by_text(re.compile(r"^paused")).wait_for(timeout=30_000)
+    paused_at = step()
+    time.sleep(2.0)
+    assert step() == paused_at, "the step counter moved while paused"
+    # a hot change of loss while running: the session reports the new loss
+    page.locator("select").first.select_option("sum")
+    page.get_by_role("button", name="play").click()
+    page.get_by_text(re.compile(r"loss fn sum(?!_)")).wait_for(timeout=60_000)
+    while step() < paused_at + 2:
+        assert time.monotonic() < deadline + 60, f"no training after the switch: {status.inner_text()}"
+        time.sleep(0.5)
+    page.get_by_role("button", name="pause").click()
+    page.wait_for_function("""() => window.Bokeh.documents.some(d => {
+        const s = d.get_model_by_name("markers");
+        const l = s && (s.data.get ? s.data.get("label") : s.data.label);
+        return l && Array.from(l).includes("loss → sum"); })""", timeout=30_000)
+    assert _column_length(page, "batches", "step") > grown
+    assert errors == []
+    # a link with settings in classroom mode: the set-up controls are hidden, the loss is as linked
+    page2 = open_page(browser, served_app + "?mode=classroom&loss=sum_exp&lr=0.002", errors)
+    page2.get_by_text(re.compile(r"· step \d+")).wait_for(timeout=60_000)
+    page2.get_by_text(re.compile(r"loss fn sum_exp")).wait_for(timeout=30_000)  # paused: applied at once
+    assert page2.get_by_text("N hidden").count() == 0 and page2.get_by_role("button", name="reset").count() == 0
+    assert page2.locator("select").first.input_value() == "sum_exp"
+    assert errors == []
+
+
+def test_the_classroom_tab_steps_down_the_gradient_and_trains_on_one_class(served_app, browser):
+    errors = []
+    page = open_page(browser, served_app + "?tab=classroom", errors)
+    info = page.get_by_text(re.compile(r"^step 0: w_B"))
+    info.wait_for(timeout=90_000)
+    for _ in range(3):
+        page.get_by_role("button", name="gradient step").click()
+    page.get_by_text(re.compile(r"^step 3: w_B")).wait_for(timeout=30_000)
+    page.get_by_role("button", name="train").click()
+    page.get_by_text(re.compile(r"hidden rate .* Hz")).wait_for(timeout=120_000)
+    assert errors == []
