@@ -8,6 +8,7 @@ import atexit
 import copy
 import sys
 import threading
+import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
@@ -190,6 +191,8 @@ class Dashboard(pn.viewable.Viewer):
     loader = param.Parameter(None, doc="a Future of a session, attached when done (while data load)")
     make_session = param.Callable(None, doc="make_session(dataset=, n_hidden=) for a reset that changes them")
     period = param.Integer(250, bounds=(20, None), doc="ms between plot updates")
+    probe_interval = param.Number(1.0, bounds=(0, None),
+                                  doc="s between redraws of the newest probe (each sends every browser ~100 kB)")
     message = param.String("loading data…", doc="last notice shown beside the status")
     url_args = param.Dict(None, allow_None=True,
                           doc="query arguments (settings, hide=, mode=classroom); default: the page's own")
@@ -217,6 +220,7 @@ class Dashboard(pn.viewable.Viewer):
         self.scrub.param.watch(self._scrubbed, "value")
         self.follow.param.watch(lambda e: e.new and self._show_probe(len(self.probes) - 1), "value")
         self._shown_step, self._scrub_syncing = None, False
+        self._probe_drawn_at, self._probe_waiting = -float("inf"), False
         self.controls.param.watch(self._hot_change, list(HOT))
         self.controls.param.watch(self._rebuild_pending, list(ON_RESET))
         self.controls.param.watch(self._update_share, [k for k in self.controls.param if k != "name"])
@@ -406,11 +410,17 @@ class Dashboard(pn.viewable.Viewer):
         p = self.probes[max(0, min(index, len(self.probes) - 1))]
         for view in self._views():
             view.show(p)
-        self._shown_step = p["step"]
+        self._shown_step, self._probe_drawn_at = p["step"], time.monotonic()
         self._sync_scrub()
 
     # ---- the periodic update (Bokeh's event loop only) ------------------------------------
     def update(self):
+        # one message to each browser per update (not one per changed model), and the document's
+        # model graph walked once at the end (benchmarks/bench_dashboard.py: most of an update's time)
+        with pn.io.hold(freeze=True):
+            self._update()
+
+    def _update(self):
         self._try_attach()
         if self.session is None:
             self.status.object = f"**{self.message or 'loading data…'}**"
@@ -425,10 +435,13 @@ class Dashboard(pn.viewable.Viewer):
             new = [self.probes[i] for i in range(max(len(self.probes) - arrived, 0), len(self.probes))]
             for view in self.weights.values():
                 view.add(new)
-            if self.follow.value or n_before == 0:
-                self._show_probe(len(self.probes) - 1)
-            else:
+            self._probe_waiting = self.follow.value or n_before == 0
+            if not self._probe_waiting:
                 self._sync_scrub()  # the shown probe keeps its place while older ones roll off
+        # the newest probe is redrawn at most every probe_interval: it is most of what browsers receive
+        if self._probe_waiting and (n_before == 0 or time.monotonic() - self._probe_drawn_at >= self.probe_interval):
+            self._probe_waiting = False
+            self._show_probe(len(self.probes) - 1)
         p = self.session.progress
         self.status.object = self.status_line(p)
         self.bar.max = max(p["n_batches"] or 1, 1)

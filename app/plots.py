@@ -16,12 +16,18 @@ EARLIER_RUNS = 3  # faint overlays kept of runs before a reset
 EARLIER_POINTS = 400  # an earlier run is thinned to this many points
 TOP_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
 QUIET = "#9aa5b1"
+MAX_INPUT_POINTS = 3000  # input spikes drawn per probe; more are thinned (every k-th), and the title says so
 PROJECTIONS = ("W_in", "W_rec", "W_out")
 
 
 def _figure(title, height=250, **kw):
-    return figure(title=title, height=height, sizing_mode="stretch_width", tools="pan,wheel_zoom,box_zoom,reset",
-                  **kw)
+    fig = figure(title=title, height=height, sizing_mode="stretch_width", tools="pan,wheel_zoom,box_zoom,reset",
+                 **kw)
+    # auto-ranging happens in the browser; sending every new range back cost the server a message
+    # per plot per update (benchmarks/bench_dashboard.py), and it never needs them
+    for r in (fig.x_range, fig.y_range):
+        r.syncable = False
+    return fig
 
 
 def _empty(source):
@@ -132,8 +138,9 @@ def slim_probe(p, n_top=len(TOP_COLORS)):
     w_out = np.asarray(p["w_out"]) if "w_out" in p else None
     return {
         "step": p.get("step"), "epoch": p.get("epoch"), "label": label, "dt": float(p["dt"]),
-        "input_times": np.asarray(p["input_times"]), "input_channels": np.asarray(p["input_channels"]),
-        "hidden_times": np.asarray(p["hidden_times"]), "hidden_ids": ids,
+        # narrow types: these arrays go to every browser as they are
+        "input_times": np.asarray(p["input_times"], np.float32), "input_channels": np.asarray(p["input_channels"], np.int32),
+        "hidden_times": np.asarray(p["hidden_times"], np.float32), "hidden_ids": ids.astype(np.int32),
         "transported": np.asarray(p["transported"]), "counts": counts, "top": top,
         "diff": diff if diff.ndim == 2 else diff[:, None], "readout_v": v if v.ndim == 2 else v[:, None],
         "w_to_label": None if w_out is None else w_out[:, min(label, w_out.shape[1] - 1)].copy(),
@@ -171,8 +178,8 @@ class ProbeHistory:
 
 
 def _top_colors(p):
-    color_of = {int(j): TOP_COLORS[i] for i, j in enumerate(p["top"])}
-    return [color_of.get(int(j), QUIET) for j in p["hidden_ids"]], color_of
+    """{neuron: colour} of the most active hidden neurons of a probe."""
+    return {int(j): TOP_COLORS[i] for i, j in enumerate(p["top"])}
 
 
 class ProbeView:
@@ -181,29 +188,36 @@ class ProbeView:
 
     def __init__(self):
         self.inputs = ColumnDataSource({"t": [], "id": []}, name="input_raster")
-        self.hidden = ColumnDataSource({"t": [], "id": [], "color": []}, name="hidden_raster")
+        self.hidden = ColumnDataSource({"t": [], "id": []}, name="hidden_raster")
+        self.top = ColumnDataSource({"t": [], "id": [], "color": []}, name="hidden_top")
         self.voltages = ColumnDataSource({"xs": [], "ys": [], "color": [], "alpha": [], "width": []})
         self.step = None
         self.input_fig = _figure("input spikes (probed sample)", x_axis_label="ms", y_axis_label="channel")
         self.input_fig.scatter("t", "id", source=self.inputs, size=2, color="#444444")
         self.hidden_fig = _figure("hidden spikes (colour: the 5 most active)", x_axis_label="ms",
                                   y_axis_label="neuron", x_range=self.input_fig.x_range)
-        self.hidden_fig.scatter("t", "id", source=self.hidden, size=3, color="color")
+        self.hidden_fig.scatter("t", "id", source=self.hidden, size=3, color=QUIET)
+        self.hidden_fig.scatter("t", "id", source=self.top, size=3, color="color")
         self.voltage_fig = _figure("readout voltages (bold: the correct class)", x_axis_label="ms",
                                    y_axis_label="V", x_range=self.input_fig.x_range)
         self.voltage_fig.multi_line("xs", "ys", source=self.voltages, color="color", alpha="alpha",
                                     line_width="width")
 
     def clear(self):
-        for src in (self.inputs, self.hidden, self.voltages):
+        for src in (self.inputs, self.hidden, self.top, self.voltages):
             _empty(src)
         self.step = None
 
     def show(self, p):
         self.step = p["step"]
-        self.inputs.data = {"t": p["input_times"], "id": p["input_channels"]}
-        colors, _ = _top_colors(p)
-        self.hidden.data = {"t": p["hidden_times"], "id": p["hidden_ids"], "color": colors}
+        t_in, ch_in = p["input_times"], p["input_channels"]
+        k = -(-len(t_in) // MAX_INPUT_POINTS)  # ceil: draw every k-th input spike
+        self.inputs.data = {"t": t_in[::k], "id": ch_in[::k]}
+        ids, times = p["hidden_ids"], p["hidden_times"]
+        top = np.isin(ids, p["top"])
+        color_of = _top_colors(p)
+        self.hidden.data = {"t": times[~top], "id": ids[~top]}
+        self.top.data = {"t": times[top], "id": ids[top], "color": [color_of[int(j)] for j in ids[top]]}
         v, label = p["readout_v"], p["label"]
         t = np.arange(v.shape[0]) * p["dt"]
         order = [k for k in range(v.shape[1]) if k != label] + [label]  # the correct one drawn last, on top
@@ -212,7 +226,8 @@ class ProbeView:
                               "alpha": [1.0 if k == label else 0.5 for k in order],
                               "width": [2.5 if k == label else 1.0 for k in order]}
         what = f"step {self.step}, class {label}"
-        self.input_fig.title.text = f"input spikes (probe at {what})"
+        thinned = f"; 1 in {k} of {len(t_in)} shown" if k > 1 else ""
+        self.input_fig.title.text = f"input spikes (probe at {what}{thinned})"
         self.hidden_fig.title.text = f"hidden spikes (step {self.step}; colour: 5 most active)"
 
     def layout(self):
@@ -271,7 +286,7 @@ class TransportedView:
     def show(self, p):
         ids, times, values = p["hidden_ids"], p["hidden_times"], p["transported"]
         keep = np.isin(ids, p["top"])
-        _, color_of = _top_colors(p)
+        color_of = _top_colors(p)
         self.points.data = {"t": times[keep], "value": values[keep],
                             "color": [color_of[int(j)] for j in ids[keep]], "neuron": ids[keep]}
         sums = " ".join(f"#{int(j)} {values[ids == j].sum():+.0e}" for j in p["top"])
@@ -300,7 +315,7 @@ class RateByWeight:
         if w is None:
             return self.clear()
         counts = p["counts"][:len(w)]
-        color_of = {int(j): TOP_COLORS[i] for i, j in enumerate(p["top"])}
+        color_of = _top_colors(p)
         self.points.data = {"w": w, "spikes": counts, "color": [color_of.get(j, QUIET) for j in range(len(w))]}
 
     def layout(self):

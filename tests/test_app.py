@@ -25,7 +25,7 @@ def session(tmp_path):
 
 @pytest.fixture
 def dash(session):
-    d = Dashboard(session=session)
+    d = Dashboard(session=session, probe_interval=0)  # every new probe drawn at once (the throttle has its own test)
     d.__panel__()  # builds the layout and widgets, as a browser session would
     return d
 
@@ -248,3 +248,20 @@ def test_a_backend_that_cannot_run_here_is_greyed_out_and_a_reset_to_it_is_refus
     assert "not reset" in d.message and "pygenn" in d.message
     assert session.run.training.backend == "numba" and d.controls.backend == "numba"
     assert session.progress["step"] == 1  # the run is untouched
+
+
+def test_the_newest_probe_is_redrawn_at_most_every_probe_interval(session):
+    d = Dashboard(session=session, probe_interval=3600)
+    d.__panel__()
+    session.step(5)  # probes at steps 1 and 5
+    session.wait()
+    d.update()
+    assert d.probe.step == 5  # the first probe a page sees is drawn at once
+    session.step(4)  # a probe at step 9
+    session.wait()
+    d.update()
+    assert d.probe.step == 5 and [p["step"] for p in d.probes.items] == [1, 5, 9]  # kept, not yet drawn
+    assert list(d.weights["W_out"].bands.data["step"]) == [1, 5, 9]  # the bands take every probe
+    d.probe_interval = 0
+    d.update()
+    assert d.probe.step == 9
