@@ -415,9 +415,9 @@ class Dashboard(pn.viewable.Viewer):
 
     # ---- the periodic update (Bokeh's event loop only) ------------------------------------
     def update(self):
-        # one message to each browser per update (not one per changed model), and the document's
-        # model graph walked once at the end (benchmarks/bench_dashboard.py: most of an update's time)
-        with pn.io.hold(freeze=True):
+        # one message to each browser per update, not one per changed model (benchmarks/bench_dashboard.py:
+        # most of an update's time). Not freeze=True: its graph walk at the end made updates 4x slower.
+        with pn.io.hold():
             self._update()
 
     def _update(self):
