@@ -190,7 +190,7 @@ class Dashboard(pn.viewable.Viewer):
     session = param.ClassSelector(class_=TrainingSession, allow_None=True, doc="the session shown")
     loader = param.Parameter(None, doc="a Future of a session, attached when done (while data load)")
     make_session = param.Callable(None, doc="make_session(dataset=, n_hidden=) for a reset that changes them")
-    period = param.Integer(250, bounds=(20, None), doc="ms between plot updates")
+    period = param.Integer(200, bounds=(20, None), doc="ms between plot updates (a browser sees a little fewer)")
     probe_interval = param.Number(1.0, bounds=(0, None),
                                   doc="s between redraws of the newest probe (each sends every browser ~100 kB)")
     message = param.String("loading data…", doc="last notice shown beside the status")
