@@ -420,13 +420,12 @@ class _Model:
             pieces.append(st[order])
             offset += hi - lo
         steps = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
-        if len(steps) > self.event_capacity:
-            return False
+        if len(steps) > self.event_capacity:  # GeNNEngine._model sizes the model for the batch: a bug if hit
+            raise RuntimeError(f"{len(steps)} input events exceed the model's capacity of {self.event_capacity}")
         self._push_egp(self.inputs, "EvStep", steps.astype(np.int32))
         self._push(self.inputs, "Start", starts)
         self._push(self.inputs, "End", ends)
         self._cursor_start, self._cursor_end = starts, ends
-        return True
 
     def _phase(self, phase, probe=False):
         for pop in (self.inputs, self.hidden, self.readout):
