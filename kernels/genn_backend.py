@@ -28,10 +28,10 @@ import tempfile
 
 import numpy as np
 
-from .grid import StepCoefficients, check_batch, check_params
+from .grid import THRESHOLD, StepCoefficients, check_batch, check_params
+from .grid import dtype_of as _dtype_of
 from .types import ForwardRecord, Gradients, LossSource, Params, Probe, SpikeBatch
 
-THRESHOLD = 1.0
 
 
 def pygenn_status():
@@ -709,10 +709,3 @@ def _dense_from_record(record, N, per_spike=None):
         lag[s, steps, ids] = record.spike_lag[s, :k]
         slope[s, steps, ids] = record.spike_slope[s, :k]
     return lag, slope
-
-
-def _dtype_of(params):
-    dtype = np.asarray(params.W_in).dtype
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"parameters must be float32 or float64, got {dtype}")
-    return np.dtype(dtype)

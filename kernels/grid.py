@@ -120,3 +120,14 @@ class StepCoefficients:
         self.db_s = self.b * dt / ts**2
         self.dc_m = self.b * (-(dt / tm**2) * phi + (dt / tm) * dphi * (dt / tm**2))
         self.dc_s = self.db_s * (dt / tm) * phi + self.b * (dt / tm) * dphi * (-dt / ts**2)
+
+
+THRESHOLD = 1.0  # every backend's firing threshold (docs/engine.md)
+
+
+def dtype_of(params):
+    """The float dtype a backend computes in: that of W_in (float32 or float64)."""
+    dtype = np.asarray(params.W_in).dtype
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"parameters must be float32 or float64, got {dtype}")
+    return np.dtype(dtype)

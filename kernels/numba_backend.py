@@ -2,10 +2,10 @@
 import numpy as np
 
 from . import _numba_kernels as nk
-from .grid import StepCoefficients, check_batch, check_params
+from .grid import THRESHOLD, StepCoefficients, check_batch, check_params
+from .grid import dtype_of as _dtype_of
 from .types import ForwardRecord, Gradients, LossSource, Params, Probe, SpikeBatch
 
-THRESHOLD = 1.0
 _EMPTY_I = np.zeros((0, 0), np.int32)
 
 
@@ -156,10 +156,3 @@ class NumbaEngine:
 def _crossing_tol(dtype):
     """Voltage tolerance of the crossing search: a few ulps of the threshold."""
     return dtype.type(8 * np.finfo(dtype).eps * THRESHOLD)
-
-
-def _dtype_of(params):
-    dtype = np.asarray(params.W_in).dtype
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"parameters must be float32 or float64, got {dtype}")
-    return np.dtype(dtype)
