@@ -194,7 +194,10 @@ class Dashboard(pn.viewable.Viewer):
     make_session = param.Callable(None, doc="make_session(dataset=, n_hidden=) for a reset that changes them")
     period = param.Integer(200, bounds=(20, None), doc="ms between plot updates (a browser sees a little fewer)")
     probe_interval = param.Number(1.0, bounds=(0, None),
-                                  doc="s between redraws of the newest probe (each sends every browser ~100 kB)")
+                                  doc="s between redraws of the newest probe and of the weight bands")
+    status_interval = param.Number(1.0, bounds=(0, None),
+                                   doc="s between refreshes of the status line and progress bar (sooner when the "
+                                       "state or a message changes)")
     message = param.String("loading data…", doc="last notice shown beside the status")
     url_args = param.Dict(None, allow_None=True,
                           doc="query arguments (settings, hide=, mode=classroom); default: the page's own")
@@ -223,6 +226,8 @@ class Dashboard(pn.viewable.Viewer):
         self.follow.param.watch(lambda e: e.new and self._show_probe(len(self.probes) - 1), "value")
         self._shown_step, self._scrub_syncing = None, False
         self._probe_drawn_at, self._probe_waiting = -float("inf"), False
+        self._band_rows, self._bands_flushed_at = [], -float("inf")  # probes not yet in the weight bands
+        self._status_key, self._status_at = None, -float("inf")
         self.controls.param.watch(self._hot_change, list(HOT))
         self.controls.param.watch(self._rebuild_pending, list(ON_RESET))
         self.controls.param.watch(self._update_share, [k for k in self.controls.param if k != "name"])
@@ -243,6 +248,7 @@ class Dashboard(pn.viewable.Viewer):
         for view in self._views():
             view.clear()
         self.probes.clear()
+        self._band_rows = []
         self._shown_step = None
         self._sync_scrub()
 
@@ -433,21 +439,29 @@ class Dashboard(pn.viewable.Viewer):
         self.curves.add(observations)
         n_before = len(self.probes)
         arrived = self.probes.add(observations)
+        now = time.monotonic()
         if arrived:
-            new = [self.probes[i] for i in range(max(len(self.probes) - arrived, 0), len(self.probes))]
-            for view in self.weights.values():
-                view.add(new)
+            self._band_rows += [self.probes[i] for i in range(max(len(self.probes) - arrived, 0), len(self.probes))]
             self._probe_waiting = self.follow.value or n_before == 0
             if not self._probe_waiting:
                 self._sync_scrub()  # the shown probe keeps its place while older ones roll off
-        # the newest probe is redrawn at most every probe_interval: it is most of what browsers receive
-        if self._probe_waiting and (n_before == 0 or time.monotonic() - self._probe_drawn_at >= self.probe_interval):
+        # Browsers pay for each redraw (benchmarks/bench_dashboard.py), so what changes slowly is
+        # redrawn slowly: the newest probe and the weight bands at most every probe_interval, the
+        # status line every status_interval; the learning curves take every update.
+        if self._probe_waiting and (n_before == 0 or now - self._probe_drawn_at >= self.probe_interval):
             self._probe_waiting = False
             self._show_probe(len(self.probes) - 1)
+        if self._band_rows and (n_before == 0 or now - self._bands_flushed_at >= self.probe_interval):
+            for view in self.weights.values():
+                view.add(self._band_rows)
+            self._band_rows, self._bands_flushed_at = [], now
         p = self.session.progress
-        self.status.object = self.status_line(p)
-        self.bar.max = max(p["n_batches"] or 1, 1)
-        self.bar.value = min(p["batch"], self.bar.max)
+        key = (p["state"], p["step"] == 0, p["loss"], p["last_error"], self.message)
+        if key != self._status_key or now - self._status_at >= self.status_interval:
+            self._status_key, self._status_at = key, now
+            self.status.object = self.status_line(p)
+            self.bar.max = max(p["n_batches"] or 1, 1)
+            self.bar.value = min(p["batch"], self.bar.max)
 
     def status_line(self, p):
         state = p["state"]
@@ -466,7 +480,11 @@ class Dashboard(pn.viewable.Viewer):
 
     def _start_updates(self):
         if self._callback is None:
-            self._callback = pn.state.add_periodic_callback(self.update, period=self.period)
+            # background: otherwise Panel marks the session busy around each call, and that bookkeeping
+            # cost the server more than the update itself (benchmarks/bench_dashboard.py); a redraw is
+            # not work the user waits on. Panel's own refreshing widgets do the same.
+            self._callback = pn.io.PeriodicCallback(callback=self.update, period=self.period, background=True)
+            self._callback.start()
 
     # ---- layout --------------------------------------------------------------------------
     def _control_panel(self):
@@ -511,15 +529,24 @@ class Dashboard(pn.viewable.Viewer):
                 text("### Learning curves\nThin lines: every batch; dots: every epoch (squares: validation). "
                      "Red dashed lines: a setting changed while training. Grey: earlier runs (before a reset)."),
                 pn.pane.Bokeh(grid(*self.curves.layout()), sizing_mode="stretch_width"),
-                text("### One probed sample\nEvery few batches one training sample is probed: its spikes, "
-                     "the readout voltages, and the adjoint (λ) that Eventprop sends back through time."),
+                text("### One probed sample, and the weights\nEvery few batches one training sample is probed: "
+                     "its spikes, the readout voltages, and the adjoint (λ) that Eventprop sends back through time; "
+                     "and the weights at that moment."),
                 pn.Row(self.scrub, self.follow, sizing_mode="stretch_width"),
-                pn.pane.Bokeh(grid(*self.probe.layout()), sizing_mode="stretch_width"),
-                pn.pane.Bokeh(grid(*self.adjoint.layout(), *self.transported.layout(), *self.by_weight.layout()),
-                              sizing_mode="stretch_width"),
-                text("### Weights\nEach projection's histogram at the shown probe, and its percentiles over "
-                     "time (shaded: 5–95 % and 25–75 %; line: median)."),
-                *(pn.pane.Bokeh(grid(*view.layout()), sizing_mode="stretch_width")
-                  for view in self.weights.values()),
+                # dynamic: a browser draws only the open tab, and each redraw of a plot costs it about as much
+                # as training loses to it on a small machine (benchmarks/bench_dashboard.py)
+                pn.Tabs(
+                    ("Probed sample", pn.Column(
+                        pn.pane.Bokeh(grid(*self.probe.layout()), sizing_mode="stretch_width"),
+                        pn.pane.Bokeh(grid(*self.adjoint.layout(), *self.transported.layout(),
+                                           *self.by_weight.layout()), sizing_mode="stretch_width"),
+                        sizing_mode="stretch_width")),
+                    ("Weights", pn.Column(
+                        text("Each projection's histogram at the shown probe, and its percentiles over time "
+                             "(shaded: 5–95 % and 25–75 %; line: median)."),
+                        *(pn.pane.Bokeh(grid(*view.layout()), sizing_mode="stretch_width")
+                          for view in self.weights.values()),
+                        sizing_mode="stretch_width")),
+                    dynamic=True, sizing_mode="stretch_width"),
                 sizing_mode="stretch_width"),
             sizing_mode="stretch_width")

@@ -3,7 +3,8 @@
 Each view owns its ColumnDataSources and is only ever touched from the periodic callback of its
 browser session (Bokeh's event loop), never from the training thread. Probe views draw one probe
 (a dict made by `slim_probe`), so the dashboard can show an older one when the user scrubs back."""
-from collections import deque
+import threading
+from collections import OrderedDict, deque
 
 import numpy as np
 from bokeh.layouts import row
@@ -18,6 +19,7 @@ TOP_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
 QUIET = "#9aa5b1"
 MAX_INPUT_POINTS = 3000  # input spikes drawn per probe; more are thinned (every k-th), and the title says so
 PROJECTIONS = ("W_in", "W_rec", "W_out")
+MAX_TRACE_POINTS = 500  # readout traces are drawn with at most this many points (about a plot's width in pixels)
 
 
 def _figure(title, height=250, **kw):
@@ -126,11 +128,14 @@ class LearningCurves:
 
 def slim_probe(p, n_top=len(TOP_COLORS)):
     """What the probe views draw, without the full hidden adjoint traces (a probe is kept for
-    scrubbing, and the full traces would cost hundreds of kB each)."""
+    scrubbing, and the full traces would cost hundreds of kB each). Readout traces are thinned to
+    MAX_TRACE_POINTS in time: every browser receives them, and a plot is no wider than that."""
     ids = np.asarray(p["hidden_ids"])
     label = int(p.get("label") or 0)
     diff = np.asarray(p["lambda_v_out"], np.float32) - np.asarray(p["lambda_i_out"], np.float32)
     v = np.asarray(p["readout_v"], np.float32)
+    diff, v = (x if x.ndim == 2 else x[:, None] for x in (diff, v))
+    every = -(-v.shape[0] // MAX_TRACE_POINTS)  # ceil
     n_hidden = np.asarray(p["w_out"]).shape[0] if "w_out" in p else int(ids.max(initial=-1)) + 1
     counts = np.bincount(ids, minlength=n_hidden) if len(ids) else np.zeros(n_hidden, int)
     top = np.argsort(counts, kind="stable")[::-1][:n_top]
@@ -142,10 +147,30 @@ def slim_probe(p, n_top=len(TOP_COLORS)):
         "input_times": np.asarray(p["input_times"], np.float32), "input_channels": np.asarray(p["input_channels"], np.int32),
         "hidden_times": np.asarray(p["hidden_times"], np.float32), "hidden_ids": ids.astype(np.int32),
         "transported": np.asarray(p["transported"]), "counts": counts, "top": top,
-        "diff": diff if diff.ndim == 2 else diff[:, None], "readout_v": v if v.ndim == 2 else v[:, None],
+        "trace_t": (np.arange(0, v.shape[0], every) * float(p["dt"])).astype(np.float32),
+        "diff": np.ascontiguousarray(diff[::every]), "readout_v": np.ascontiguousarray(v[::every]),
         "w_to_label": None if w_out is None else w_out[:, min(label, w_out.shape[1] - 1)].copy(),
         "weight_histograms": p.get("weight_histograms", {}),
     }
+
+
+_slimmed = OrderedDict()  # id(probe data) -> (probe data, slim probe): every browser session shows the same probes
+_slimmed_lock = threading.Lock()
+
+
+def slim_probe_shared(p, keep=16):
+    """slim_probe(p), computed once for all the dashboards that read the same probe. It keeps the
+    last `keep` probes alive, fewer than the session's own buffer keeps (20), so no memory is added."""
+    with _slimmed_lock:
+        hit = _slimmed.get(id(p))
+        if hit is not None and hit[0] is p:
+            return hit[1]
+    slim = slim_probe(p)
+    with _slimmed_lock:
+        _slimmed[id(p)] = (p, slim)  # holding p keeps its id from being reused while cached
+        while len(_slimmed) > keep:
+            _slimmed.popitem(last=False)
+    return slim
 
 
 class ProbeHistory:
@@ -159,7 +184,7 @@ class ProbeHistory:
 
     def add(self, observations):
         """Take in the probes among `observations`; returns how many arrived."""
-        probes = [slim_probe(o.data) for o in observations if o.kind == "probe"]
+        probes = [slim_probe_shared(o.data) for o in observations if o.kind == "probe"]
         self.items.extend(probes)
         return len(probes)
 
@@ -182,15 +207,42 @@ def _top_colors(p):
     return {int(j): TOP_COLORS[i] for i, j in enumerate(p["top"])}
 
 
+class ReadoutLines:
+    """One trace per readout over the trial: the correct class as a bold line, the other classes as
+    a grey band from their lowest to their highest value (with 20 classes, 19 grey lines were a
+    tangle, and each browser received 150 kB/s of them)."""
+
+    def __init__(self, fig, color, others_alpha, what):
+        self.source = ColumnDataSource({"t": [], "lo": [], "hi": [], "correct": []})
+        others = fig.varea("t", "lo", "hi", source=self.source, fill_color=QUIET, fill_alpha=others_alpha)
+        correct = fig.line("t", "correct", source=self.source, color=color, line_width=2.5)
+        fig.add_layout(Legend(items=[LegendItem(label=f"{what}: correct class", renderers=[correct]),
+                                     LegendItem(label="range of the other classes", renderers=[others])],
+                              location="top_left", label_text_font_size="8pt", background_fill_alpha=0.6))
+
+    def clear(self):
+        _empty(self.source)
+
+    def show(self, t, traces, label):
+        """t: (T,), traces: (T, K)."""
+        rest = np.delete(traces, label, axis=1)
+        if rest.shape[1] == 0:
+            rest = traces[:, label:label + 1]
+        self.source.data = {"t": t, "lo": rest.min(1), "hi": rest.max(1), "correct": traces[:, label]}
+
+    @property
+    def correct(self):
+        return np.asarray(self.source.data["correct"])
+
+
 class ProbeView:
     """One probed sample: input and hidden rasters (the most active hidden neurons in colour) and
-    the readout voltages (the correct class bold)."""
+    the readout voltages (the correct class as a line, the others as a band)."""
 
     def __init__(self):
         self.inputs = ColumnDataSource({"t": [], "id": []}, name="input_raster")
         self.hidden = ColumnDataSource({"t": [], "id": []}, name="hidden_raster")
         self.top = ColumnDataSource({"t": [], "id": [], "color": []}, name="hidden_top")
-        self.voltages = ColumnDataSource({"xs": [], "ys": [], "color": [], "alpha": [], "width": []})
         self.step = None
         self.input_fig = _figure("input spikes (probed sample)", x_axis_label="ms", y_axis_label="channel")
         self.input_fig.scatter("t", "id", source=self.inputs, size=2, color="#444444")
@@ -198,14 +250,14 @@ class ProbeView:
                                   y_axis_label="neuron", x_range=self.input_fig.x_range)
         self.hidden_fig.scatter("t", "id", source=self.hidden, size=3, color=QUIET)
         self.hidden_fig.scatter("t", "id", source=self.top, size=3, color="color")
-        self.voltage_fig = _figure("readout voltages (bold: the correct class)", x_axis_label="ms",
+        self.voltage_fig = _figure("readout voltages (line: the correct class; band: the others)", x_axis_label="ms",
                                    y_axis_label="V", x_range=self.input_fig.x_range)
-        self.voltage_fig.multi_line("xs", "ys", source=self.voltages, color="color", alpha="alpha",
-                                    line_width="width")
+        self.voltages = ReadoutLines(self.voltage_fig, "#d62728", others_alpha=0.5, what="V")
 
     def clear(self):
-        for src in (self.inputs, self.hidden, self.top, self.voltages):
+        for src in (self.inputs, self.hidden, self.top):
             _empty(src)
+        self.voltages.clear()
         self.step = None
 
     def show(self, p):
@@ -219,12 +271,7 @@ class ProbeView:
         self.hidden.data = {"t": times[~top], "id": ids[~top]}
         self.top.data = {"t": times[top], "id": ids[top], "color": [color_of[int(j)] for j in ids[top]]}
         v, label = p["readout_v"], p["label"]
-        t = np.arange(v.shape[0]) * p["dt"]
-        order = [k for k in range(v.shape[1]) if k != label] + [label]  # the correct one drawn last, on top
-        self.voltages.data = {"xs": [t] * len(order), "ys": [v[:, k] for k in order],
-                              "color": ["#d62728" if k == label else QUIET for k in order],
-                              "alpha": [1.0 if k == label else 0.5 for k in order],
-                              "width": [2.5 if k == label else 1.0 for k in order]}
+        self.voltages.show(p["trace_t"], v, min(label, v.shape[1] - 1))
         what = f"step {self.step}, class {label}"
         thinned = f"; 1 in {k} of {len(t_in)} shown" if k > 1 else ""
         self.input_fig.title.text = f"input spikes (probe at {what}{thinned})"
@@ -235,34 +282,29 @@ class ProbeView:
 
 
 class AdjointView:
-    """λ_V − λ_I of the readout neurons over the trial (the correct class bold): the adjoint runs
+    """λ_V − λ_I of the readout neurons over the trial (the correct class as a line, the others as
+    a band): the adjoint runs
     backwards from the trial's end, so read this from right to left."""
 
     def __init__(self):
-        self.lines = ColumnDataSource({"xs": [], "ys": [], "color": [], "alpha": [], "width": []})
-        self.fig = _figure("λ_V − λ_I of the readouts (bold: the correct class)", x_axis_label="ms",
+        self.fig = _figure("λ_V − λ_I of the readouts (line: the correct class; band: the others)", x_axis_label="ms",
                            y_axis_label="λ_V − λ_I")
-        self.fig.multi_line("xs", "ys", source=self.lines, color="color", alpha="alpha", line_width="width")
+        self.lines = ReadoutLines(self.fig, "#9467bd", others_alpha=0.35, what="λ_V − λ_I")
         self.fig.hspan(y=[0], line_color="#888888", line_dash="dotted")
 
     @property
     def correct(self):
         """The correct readout's trace (the last line drawn)."""
-        return np.asarray(self.lines.data["ys"][-1]) if self.lines.data["ys"] else np.zeros(0)
+        return self.lines.correct
 
     def clear(self):
-        _empty(self.lines)
+        self.lines.clear()
 
     def show(self, p):
         diff, label = p["diff"], p["label"]
         label = min(label, diff.shape[1] - 1)
-        t = np.arange(diff.shape[0]) * p["dt"]
-        order = [k for k in range(diff.shape[1]) if k != label] + [label]
-        self.lines.data = {"xs": [t] * len(order), "ys": [diff[:, k] for k in order],
-                           "color": ["#9467bd" if k == label else QUIET for k in order],
-                           "alpha": [1.0 if k == label else 0.35 for k in order],
-                           "width": [2.5 if k == label else 1.0 for k in order]}
-        self.fig.title.text = f"λ_V − λ_I of the readouts (bold: class {label}; read right to left)"
+        self.lines.show(p["trace_t"], diff, label)
+        self.fig.title.text = f"λ_V − λ_I of the readouts (line: class {label}; band: the others; read right to left)"
 
     def layout(self):
         return [self.fig]
@@ -328,7 +370,7 @@ class WeightView:
 
     def __init__(self, name):
         self.name = name
-        self.bars = ColumnDataSource({"left": [], "right": [], "count": []})
+        self.bars = ColumnDataSource({"left": [], "right": [], "count": []}, name=f"{name}_histogram")
         self.bands = ColumnDataSource({"step": [], "p5": [], "p25": [], "p50": [], "p75": [], "p95": []})
         self.hist_fig = _figure(f"{name} now", x_axis_label="weight", y_axis_label="count", height=220)
         self.hist_fig.quad(left="left", right="right", top="count", bottom=0, source=self.bars,

@@ -28,8 +28,8 @@ Measured from outside the app (nothing in app/ or eventprop_lab/ is changed for 
   changes (changes less than 40 ms apart are one burst) and websocket frames and bytes both ways.
 - the server's calls of Dashboard.update (wrapped per instance): how many, how long.
 - memory: VmRSS of this process (training + server) with one page attached, sampled every 30 s.
-The last line is `RESULT slowdown_1=... slowdown_5=... updates_per_s=... mem_growth_mb=...`: slowdowns
-as fractions (0.05 = 5 % fewer samples/s than with no page), updates/s in one attached page.
+The last line is `RESULT slowdown_1=... slowdown_5=... updates_per_s=... mem_growth_mb=... slowdown_5h=...`:
+slowdowns as fractions (0.05 = 5 % fewer samples/s than with no page), updates/s in one attached page.
 """
 import argparse
 import collections
@@ -683,8 +683,11 @@ def print_speed(args, rows):
         print(f"  WARNING: other processes took over {100 * BUSY_SHARE:.0f}% of the CPUs in window(s) {busy}: "
               "those numbers are disturbed")
     pages1 = [p for r in by["1"] for p in r["pages"]]
+    from app.dashboard import Dashboard
+    period_ms = Dashboard.param.period.default
     print(f"  browser, 1 page: median gap between updates {_mean([p['gap_p50_ms'] for p in pages1]):.0f} ms, "
-          f"longest {max(p['gap_max_ms'] for p in pages1):.0f} ms (the dashboard's period: 250 ms, 4/s); bursts of "
+          f"longest {max(p['gap_max_ms'] for p in pages1):.0f} ms (the dashboard's period: {period_ms} ms, "
+          f"{1000 / period_ms:.0f}/s); bursts of "
           f"data changes {_mean([p['bursts_per_s'] for p in pages1]):.2f}/s")
     sources = collections.defaultdict(lambda: [0.0, 0.0])
     for p in pages1:
@@ -878,7 +881,8 @@ def main():
               f"wall time of this run {time.perf_counter() - t_start:.0f} s")
         k = args.pages
         print(f"RESULT slowdown_1={1 - rate['1'] / rate['0']:.3f} slowdown_{k}={1 - rate[str(k)] / rate['0']:.3f} "
-              f"updates_per_s={_mean([p['updates_per_s'] for p in pages1]):.2f} mem_growth_mb={growth:.1f}")
+              f"updates_per_s={_mean([p['updates_per_s'] for p in pages1]):.2f} mem_growth_mb={growth:.1f} "
+              f"slowdown_{k}h={1 - rate[f'{k}h'] / rate['0']:.3f}")
     finally:
         gil.running = False
         try:

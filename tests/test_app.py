@@ -12,6 +12,7 @@ pn = pytest.importorskip("panel", reason="the dashboard needs panel (pip install
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for `app`
 
 from app.dashboard import Dashboard, parse_url_args  # noqa: E402
+from app.plots import MAX_TRACE_POINTS, slim_probe  # noqa: E402
 from eventprop_lab.session import TrainingSession  # noqa: E402
 from test_session import configs, toy_data  # noqa: E402
 
@@ -25,7 +26,8 @@ def session(tmp_path):
 
 @pytest.fixture
 def dash(session):
-    d = Dashboard(session=session, probe_interval=0)  # every new probe drawn at once (the throttle has its own test)
+    # every new probe and status drawn at once (the throttles have their own tests)
+    d = Dashboard(session=session, probe_interval=0, status_interval=0)
     d.__panel__()  # builds the layout and widgets, as a browser session would
     return d
 
@@ -46,7 +48,11 @@ def test_update_streams_batches_probes_and_weights_into_the_plots(dash, session)
     assert list(data["step"]) == [1, 2, 3, 4, 5] and len(data["loss"]) == len(data["rate_hz"]) == 5
     assert dash.probe.step == 5 and len(dash.probe.inputs.data["t"]) > 0
     assert len(dash.adjoint.correct) == 100  # trial_ms 100 at dt 1
-    assert len(dash.adjoint.lines.data["ys"]) == len(dash.probe.voltages.data["ys"]) == 4  # one per readout
+    lines = dash.adjoint.lines.source.data  # the correct class, and the band of the other three
+    p = dash.probes[-1]
+    others = np.delete(p["diff"], p["label"], axis=1)
+    assert np.array_equal(lines["lo"], others.min(1)) and np.array_equal(lines["hi"], others.max(1))
+    assert np.array_equal(dash.adjoint.correct, p["diff"][:, p["label"]]) and p["diff"].shape[1] == 4
     for name, size in (("W_in", 40 * 16), ("W_rec", 16 * 16), ("W_out", 16 * 4)):
         assert sum(dash.weights[name].bars.data["count"]) == size
         assert list(dash.weights[name].bands.data["step"]) == [1, 5]  # probes every 4 steps
@@ -261,7 +267,49 @@ def test_the_newest_probe_is_redrawn_at_most_every_probe_interval(session):
     session.wait()
     d.update()
     assert d.probe.step == 5 and [p["step"] for p in d.probes.items] == [1, 5, 9]  # kept, not yet drawn
-    assert list(d.weights["W_out"].bands.data["step"]) == [1, 5, 9]  # the bands take every probe
+    assert list(d.weights["W_out"].bands.data["step"]) == [1, 5]  # on the same clock
     d.probe_interval = 0
     d.update()
     assert d.probe.step == 9
+    assert list(d.weights["W_out"].bands.data["step"]) == [1, 5, 9]  # no probe is left out of the bands
+
+
+def test_the_status_line_refreshes_every_status_interval_and_at_once_on_a_change(session):
+    d = Dashboard(session=session, status_interval=3600)
+    d.__panel__()
+    session.step(2)
+    session.wait()
+    d.update()
+    assert "step 2" in d.status.object and "paused" in d.status.object  # the state changed: at once
+    session.step(3)
+    session.wait()
+    d.update()
+    assert "step 2" in d.status.object  # the same state: the counter waits for the interval
+    assert list(d.curves.batches.data["step"]) == [1, 2, 3, 4, 5]  # the curves never wait
+    d.message = "hello"
+    d.update()
+    assert "step 5" in d.status.object and "hello" in d.status.object
+
+
+def test_every_dashboard_shares_one_slimmed_copy_of_a_probe(session):
+    a, b = Dashboard(session=session), Dashboard(session=session)
+    session.step(1)
+    session.wait()
+    a.update()
+    b.update()
+    assert len(a.probes) == len(b.probes) == 1 and a.probes[0] is b.probes[0]
+
+
+def test_long_readout_traces_are_thinned_for_the_browser():
+    T, K = 1001, 3
+    rng = np.random.default_rng(0)
+    probe = {"hidden_ids": np.array([0, 1, 1]), "hidden_times": np.array([1.0, 2.0, 3.0]), "transported": np.zeros(3),
+             "input_times": np.zeros(0), "input_channels": np.zeros(0, int), "dt": 0.5, "label": 2,
+             "readout_v": rng.normal(size=(T, K)), "lambda_v_out": rng.normal(size=(T, K)),
+             "lambda_i_out": rng.normal(size=(T, K)), "w_out": np.ones((2, K))}
+    p = slim_probe(probe)
+    every = 3  # ceil(1001 / 500)
+    assert len(p["trace_t"]) == p["readout_v"].shape[0] == p["diff"].shape[0] <= MAX_TRACE_POINTS
+    assert np.allclose(p["trace_t"], np.arange(0, T, every) * 0.5)
+    assert np.allclose(p["readout_v"], probe["readout_v"][::every])
+    assert np.allclose(p["diff"], (probe["lambda_v_out"] - probe["lambda_i_out"])[::every], atol=1e-6)

@@ -133,6 +133,13 @@ def test_the_page_trains_on_play_stops_on_pause_and_switches_loss(served_app, br
         const l = s && (s.data.get ? s.data.get("label") : s.data.label);
         return l && Array.from(l).includes("loss → sum"); })""", timeout=30_000)
     assert _column_length(page, "batches", "step") > grown
+    # the weights tab: its plots reach the page only when it is opened (the browser draws only the open tab)
+    assert _column_length(page, "W_out_histogram", "count") == -1
+    page.get_by_text("Weights", exact=True).click()
+    page.wait_for_function("""() => window.Bokeh.documents.some(d => {
+        const s = d.get_model_by_name("W_out_histogram");
+        const c = s && (s.data.get ? s.data.get("count") : s.data.count);
+        return c && c.length > 0; })""", timeout=30_000)
     assert errors == []
     # a link with settings in classroom mode: the set-up controls are hidden, the loss is as linked
     page2 = open_page(browser, served_app + "?mode=classroom&loss=sum_exp&lr=0.002", errors)
