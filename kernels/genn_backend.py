@@ -28,7 +28,7 @@ import tempfile
 
 import numpy as np
 
-from .grid import THRESHOLD, StepCoefficients, check_batch, check_params
+from .grid import THRESHOLD, check_batch, check_params, step_coefficients
 from .grid import dtype_of as _dtype_of
 from .types import ForwardRecord, Gradients, LossSource, Params, Probe, SpikeBatch
 
@@ -389,8 +389,8 @@ class _Model:
         egp.push_to_device()
 
     def set_params(self, p: Params):
-        ch = StepCoefficients(p.tau_mem, p.tau_syn, self.dt)
-        co = StepCoefficients(p.tau_mem_out, p.tau_syn_out, self.dt)
+        ch = step_coefficients(p.tau_mem, p.tau_syn, self.dt)
+        co = step_coefficients(p.tau_mem_out, p.tau_syn_out, self.dt)
         for pop, c, tm, ts in ((self.hidden, ch, p.tau_mem, p.tau_syn), (self.readout, co, p.tau_mem_out, p.tau_syn_out)):
             for name, value in (("A", c.a), ("B", c.b), ("C", c.c), ("D", c.d), ("ITM", 1 / tm), ("ITS", 1 / ts),
                                 ("TauM", tm), ("TauS", ts)):

@@ -1,4 +1,7 @@
 """Backend-independent parts of the grid scheme: input validation and binning, step coefficients."""
+import threading
+from collections import OrderedDict
+
 import numpy as np
 
 from .types import Params, SpikeBatch
@@ -90,6 +93,9 @@ def _phi(x):
     return phi, dphi
 
 
+_GAUSS_LEGENDRE_16 = np.polynomial.legendre.leggauss(16)
+
+
 class StepCoefficients:
     """Per-neuron coefficients of one exact step (spec §1) and their tau derivatives.
 
@@ -110,7 +116,7 @@ class StepCoefficients:
         # mean of V over a step starting from (V, I): mv V + mi I (the readout's loss statistic);
         # mi integrates c(u) over the step by Gauss-Legendre, exact to rounding for this smooth c
         self.mv = -np.expm1(-dt / tm) * tm / dt
-        u, wq = np.polynomial.legendre.leggauss(16)
+        u, wq = _GAUSS_LEGENDRE_16
         u = (u[:, None] + 1.0) * (dt / 2.0)
         phi_u, _ = _phi(u * (1 / ts - 1 / tm))
         c_u = np.exp(-u / ts) * (u / tm) * phi_u
@@ -120,6 +126,30 @@ class StepCoefficients:
         self.db_s = self.b * dt / ts**2
         self.dc_m = self.b * (-(dt / tm**2) * phi + (dt / tm) * dphi * (dt / tm**2))
         self.dc_s = self.db_s * (dt / tm) * phi + self.b * (dt / tm) * dphi * (-dt / ts**2)
+
+
+_cached = OrderedDict()
+_cached_lock = threading.Lock()
+
+
+def step_coefficients(tau_mem, tau_syn, dt, keep=8):
+    """StepCoefficients, shared between calls with the same time constants: a training step needs
+    them four times, and computing them was a tenth of a small network's step. The arrays are
+    shared: read them, never write to them."""
+    tm = np.ascontiguousarray(tau_mem, np.float64)
+    ts = np.ascontiguousarray(tau_syn, np.float64)
+    key = (tm.tobytes(), ts.tobytes(), float(dt))
+    with _cached_lock:
+        hit = _cached.get(key)
+        if hit is not None:
+            _cached.move_to_end(key)
+            return hit
+    coefficients = StepCoefficients(tm, ts, dt)  # not made read-only: numba would compile a second variant
+    with _cached_lock:
+        _cached[key] = coefficients
+        while len(_cached) > keep:
+            _cached.popitem(last=False)
+    return coefficients
 
 
 THRESHOLD = 1.0  # every backend's firing threshold (docs/engine.md)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from . import _numba_kernels as nk
-from .grid import THRESHOLD, StepCoefficients, check_batch, check_params
+from .grid import THRESHOLD, check_batch, check_params, step_coefficients
 from .grid import dtype_of as _dtype_of
 from .types import ForwardRecord, Gradients, LossSource, Params, Probe, SpikeBatch
 
@@ -34,8 +34,8 @@ class NumbaEngine:
         dtype = _dtype_of(params)
         p = params.astype(dtype)
         B, T, N, K = batch.batch_size, batch.n_steps, p.n_hidden, p.n_out
-        ch = StepCoefficients(p.tau_mem, p.tau_syn, batch.dt)
-        co = StepCoefficients(p.tau_mem_out, p.tau_syn_out, batch.dt)
+        ch = step_coefficients(p.tau_mem, p.tau_syn, batch.dt)
+        co = step_coefficients(p.tau_mem_out, p.tau_syn_out, batch.dt)
         W_rec = p.W_rec if p.recurrent else np.zeros((0, 0), dtype)
         mean_v = np.empty((B, T, K), dtype)
         trace_v = np.empty((B, T, K), dtype) if record_readout_samples else _empty(dtype, 3)
@@ -98,8 +98,8 @@ class NumbaEngine:
             x = getattr(source, name)
             if x is not None and x.shape != (B, T, K):
                 raise ValueError(f"{name} must have shape {(B, T, K)}, got {x.shape}")
-        ch = StepCoefficients(p.tau_mem, p.tau_syn, batch.dt)
-        co = StepCoefficients(p.tau_mem_out, p.tau_syn_out, batch.dt)
+        ch = step_coefficients(p.tau_mem, p.tau_syn, batch.dt)
+        co = step_coefficients(p.tau_mem_out, p.tau_syn_out, batch.dt)
         cast = lambda x: np.ascontiguousarray(x, dtype)  # noqa: E731
         cap = record.spike_step.shape[1]
         n_chunks = nk.n_chunks_for(B)

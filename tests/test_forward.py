@@ -365,3 +365,27 @@ def test_threshold_is_inclusive_and_resets_to_zero():
     assert rec.spike_slope[0, 0] == pytest.approx(b * w - THRESHOLD, rel=1e-13)
     assert rec.n_spikes[1] == 0 or rec.spike_step[1, 0] > 1
     assert 1 - 1e-12 < rec.state_v[1, 1, 0] < THRESHOLD
+
+
+def test_step_coefficients_are_shared_and_never_stale():
+    """The engine reuses the coefficients of time constants it has seen (kernels.grid.step_coefficients):
+    a forward and backward pass leave the shared arrays as computed, and new time constants (as
+    when tau is trained) get coefficients of their own."""
+    from kernels.grid import step_coefficients
+
+    p = make_params(3, recurrent=True)
+    dt = 0.5
+    batch = kernels.make_batch(make_samples(4, 100.0), N_IN, dt, N_STEPS)
+    engine = kernels.get_engine("numba")
+    record = engine.forward(p, batch, record_state=True)
+    T, K = N_STEPS, p.W_out.shape[1]
+    source = kernels.LossSource(dl_dmean=np.ones((len(batch.ptr) - 1, T, K)))
+    engine.backward(p, batch, record, source, train_tau=True)
+    shared = step_coefficients(p.tau_mem, p.tau_syn, dt)
+    assert shared is step_coefficients(p.tau_mem.copy(), p.tau_syn.copy(), dt)
+    fresh = kernels.StepCoefficients(p.tau_mem, p.tau_syn, dt)
+    for name, value in vars(fresh).items():
+        assert np.array_equal(getattr(shared, name), value), name
+    moved = step_coefficients(p.tau_mem * 1.01, p.tau_syn, dt)
+    assert moved is not shared and np.array_equal(moved.a, np.exp(-dt / (p.tau_mem * 1.01)))
+    assert not np.array_equal(step_coefficients(p.tau_mem, p.tau_syn, 2 * dt).a, shared.a)
