@@ -250,7 +250,7 @@ class ProbeView:
                                   y_axis_label="neuron", x_range=self.input_fig.x_range)
         self.hidden_fig.scatter("t", "id", source=self.hidden, size=3, color=QUIET)
         self.hidden_fig.scatter("t", "id", source=self.top, size=3, color="color")
-        self.voltage_fig = _figure("readout voltages (line: the correct class; band: the others)", x_axis_label="ms",
+        self.voltage_fig = _figure("readout voltages", x_axis_label="ms",
                                    y_axis_label="V", x_range=self.input_fig.x_range)
         self.voltages = ReadoutLines(self.voltage_fig, "#d62728", others_alpha=0.5, what="V")
 
@@ -272,10 +272,10 @@ class ProbeView:
         self.top.data = {"t": times[top], "id": ids[top], "color": [color_of[int(j)] for j in ids[top]]}
         v, label = p["readout_v"], p["label"]
         self.voltages.show(p["trace_t"], v, min(label, v.shape[1] - 1))
-        what = f"step {self.step}, class {label}"
-        thinned = f"; 1 in {k} of {len(t_in)} shown" if k > 1 else ""
-        self.input_fig.title.text = f"input spikes (probe at {what}{thinned})"
-        self.hidden_fig.title.text = f"hidden spikes (step {self.step}; colour: 5 most active)"
+        thinned = f"\n1 in {k} of {len(t_in)} spikes shown" if k > 1 else ""
+        self.input_fig.title.text = f"input spikes: step {self.step}, class {label}{thinned}"
+        self.hidden_fig.title.text = f"hidden spikes: step {self.step}\ncolour: the 5 most active"
+        self.voltage_fig.title.text = f"readout voltages: class {label}"
 
     def layout(self):
         return [self.input_fig, self.hidden_fig, self.voltage_fig]
@@ -287,7 +287,7 @@ class AdjointView:
     backwards from the trial's end, so read this from right to left."""
 
     def __init__(self):
-        self.fig = _figure("λ_V − λ_I of the readouts (line: the correct class; band: the others)", x_axis_label="ms",
+        self.fig = _figure("λ_V − λ_I of the readouts\nread right to left: the adjoint runs backwards", x_axis_label="ms",
                            y_axis_label="λ_V − λ_I")
         self.lines = ReadoutLines(self.fig, "#9467bd", others_alpha=0.35, what="λ_V − λ_I")
         self.fig.hspan(y=[0], line_color="#888888", line_dash="dotted")
@@ -304,7 +304,7 @@ class AdjointView:
         diff, label = p["diff"], p["label"]
         label = min(label, diff.shape[1] - 1)
         self.lines.show(p["trace_t"], diff, label)
-        self.fig.title.text = f"λ_V − λ_I of the readouts (line: class {label}; band: the others; read right to left)"
+        self.fig.title.text = f"λ_V − λ_I of the readouts: class {label}\nread right to left: the adjoint runs backwards"
 
     def layout(self):
         return [self.fig]
@@ -316,10 +316,14 @@ class TransportedView:
     earlier (positive) or later (negative), and later means the neuron's input weights go down."""
 
     def __init__(self):
-        self.points = ColumnDataSource({"t": [], "value": [], "color": [], "neuron": []})
-        self.fig = _figure("value transported to the most active hidden neurons at their spikes",
+        self.points = ColumnDataSource({"t": [], "value": [], "color": [], "neuron": [], "label": []})
+        self.fig = _figure("transported to the most active neurons\nat their spikes; > 0: moves a spike earlier",
                            x_axis_label="ms", y_axis_label="Σ w (λ_V − λ_I)")
-        self.fig.scatter("t", "value", source=self.points, color="color", size=6, alpha=0.8)
+        # one legend entry per neuron, with the sum of what it received
+        self.fig.scatter("t", "value", source=self.points, color="color", size=6, alpha=0.8, legend_field="label")
+        self.fig.legend.location = "top_left"
+        self.fig.legend.label_text_font_size = "8pt"
+        self.fig.legend.background_fill_alpha = 0.6
         self.fig.hspan(y=[0], line_color="#888888", line_dash="dotted")
 
     def clear(self):
@@ -329,11 +333,9 @@ class TransportedView:
         ids, times, values = p["hidden_ids"], p["hidden_times"], p["transported"]
         keep = np.isin(ids, p["top"])
         color_of = _top_colors(p)
-        self.points.data = {"t": times[keep], "value": values[keep],
-                            "color": [color_of[int(j)] for j in ids[keep]], "neuron": ids[keep]}
-        sums = " ".join(f"#{int(j)} {values[ids == j].sum():+.0e}" for j in p["top"])
-        self.fig.title.text = (f"transported to the top {len(p['top'])} hidden neurons (> 0: move earlier); "
-                               f"sums {sums}")
+        label_of = {int(j): f"#{int(j)}: Σ {values[ids == j].sum():+.1e}" for j in p["top"]}
+        self.points.data = {"t": times[keep], "value": values[keep], "color": [color_of[int(j)] for j in ids[keep]],
+                            "neuron": ids[keep], "label": [label_of[int(j)] for j in ids[keep]]}
 
     def layout(self):
         return [self.fig]

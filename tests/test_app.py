@@ -61,7 +61,10 @@ def test_update_streams_batches_probes_and_weights_into_the_plots(dash, session)
     assert len(dash.by_weight.points.data["w"]) == 16
     points = dash.transported.points.data
     assert 0 < len(set(points["neuron"])) <= 5 and len(points["t"]) == len(points["value"]) > 0
-    assert np.all(np.isfinite(points["value"])) and "sums #" in dash.transported.fig.title.text
+    assert np.all(np.isfinite(points["value"]))
+    j = points["neuron"][0]  # the legend names each neuron with the sum of what it received
+    total = np.asarray(points["value"])[np.asarray(points["neuron"]) == j].sum()
+    assert points["label"][0] == f"#{j}: Σ {total:+.1e}"
     assert "step 5" in dash.status.object and "paused" in dash.status.object
     dash.step(2)
     session.wait()
