@@ -440,8 +440,9 @@ class Dashboard(pn.viewable.Viewer):
         n_before = len(self.probes)
         arrived = self.probes.add(observations)
         now = time.monotonic()
+        self._band_rows += [(o.data["step"], o.data["weight_percentiles"]) for o in observations
+                            if o.kind == "batch" and "weight_percentiles" in o.data]
         if arrived:
-            self._band_rows += [self.probes[i] for i in range(max(len(self.probes) - arrived, 0), len(self.probes))]
             self._probe_waiting = self.follow.value or n_before == 0
             if not self._probe_waiting:
                 self._sync_scrub()  # the shown probe keeps its place while older ones roll off
@@ -451,7 +452,8 @@ class Dashboard(pn.viewable.Viewer):
         if self._probe_waiting and (n_before == 0 or now - self._probe_drawn_at >= self.probe_interval):
             self._probe_waiting = False
             self._show_probe(len(self.probes) - 1)
-        if self._band_rows and (n_before == 0 or now - self._bands_flushed_at >= self.probe_interval):
+        if self._band_rows and (not len(self.weights["W_in"].bands.data["step"])
+                                or now - self._bands_flushed_at >= self.probe_interval):
             for view in self.weights.values():
                 view.add(self._band_rows)
             self._band_rows, self._bands_flushed_at = [], now

@@ -368,7 +368,8 @@ class RateByWeight:
 
 class WeightView:
     """One projection's weights: the histogram at the shown probe, and the 5/25/50/75/95th
-    percentiles over time from every probe seen."""
+    percentiles over time at every probe step the session still remembers (from its batch records,
+    so a page opened late draws as much history as the learning curves)."""
 
     def __init__(self, name):
         self.name = name
@@ -391,9 +392,9 @@ class WeightView:
         _empty(self.bars)
         _empty(self.bands)
 
-    def add(self, probes):
-        rows = [(p["step"], p["weight_histograms"][self.name]["percentiles"]) for p in probes
-                if self.name in p["weight_histograms"]]
+    def add(self, rows):
+        """rows: [(step, {projection: [p5, p25, p50, p75, p95]})], from the batch records of probe steps."""
+        rows = [(step, q[self.name]) for step, q in rows if self.name in q]
         if rows:
             self.bands.stream({"step": [s for s, _ in rows],
                                **{f"p{q}": [float(r[i]) for _, r in rows] for i, q in enumerate((5, 25, 50, 75, 95))}},

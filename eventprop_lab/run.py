@@ -84,12 +84,18 @@ class EpochProgress:
         self.correct += int(metrics["accuracy"] * len(idx) + 0.5)
         self.seen += len(idx)
         self.seconds += time.perf_counter() - t_start
-        run.emit("batch", epoch=run.epoch + 1, batch=self.next, n_batches=len(self.index_batches), step=run.step,
-                 lr=run.trainer.schedule.lr, samples_per_s=len(idx) / elapsed, loss_name=run.training.loss,
-                 **metrics)
+        extra = {}
         if probe:
             data = probe_data(res, samples, run.trainer.params, sample=0)
             data.update(label=int(labels[0]), epoch=run.epoch + 1, step=run.step)
+            # in the batch record too: batch records are kept far longer than probes, so a view
+            # that starts late can still draw the weights' history (and the metrics file keeps it)
+            extra["weight_percentiles"] = {name: [float(q) for q in h["percentiles"]]
+                                           for name, h in data["weight_histograms"].items()}
+        run.emit("batch", epoch=run.epoch + 1, batch=self.next, n_batches=len(self.index_batches), step=run.step,
+                 lr=run.trainer.schedule.lr, samples_per_s=len(idx) / elapsed, loss_name=run.training.loss,
+                 **metrics, **extra)
+        if probe:
             run.emit("probe", **data)
         return len(idx)
 

@@ -316,3 +316,19 @@ def test_long_readout_traces_are_thinned_for_the_browser():
     assert np.allclose(p["trace_t"], np.arange(0, T, every) * 0.5)
     assert np.allclose(p["readout_v"], probe["readout_v"][::every])
     assert np.allclose(p["diff"], (probe["lambda_v_out"] - probe["lambda_i_out"])[::every], atol=1e-6)
+
+
+def test_a_page_opened_late_draws_the_weights_history_the_session_remembers(tmp_path):
+    s = TrainingSession.from_configs(*configs(tmp_path), data=toy_data(), probe_capacity=2)  # probes every 4 steps
+    try:
+        s.step(13)  # probes at steps 1, 5, 9 and 13; the session keeps only the last 2 probes
+        s.wait()
+        d = Dashboard(session=s)
+        d.update()
+        assert [p["step"] for p in d.probes.items] == [9, 13]
+        for name in ("W_in", "W_rec", "W_out"):
+            assert list(d.weights[name].bands.data["step"]) == [1, 5, 9, 13]
+        newest = s.reader().poll(kinds=("probe",))[-1].data  # the step-13 probe: the same numbers
+        assert d.weights["W_out"].bands.data["p50"][-1] == newest["weight_histograms"]["W_out"]["percentiles"][2]
+    finally:
+        s.stop()
