@@ -226,7 +226,7 @@ class Dashboard(pn.viewable.Viewer):
         self.follow.param.watch(lambda e: e.new and self._show_probe(len(self.probes) - 1), "value")
         self._shown_step, self._scrub_syncing = None, False
         self._probe_drawn_at, self._probe_waiting = -float("inf"), False
-        self._band_rows, self._bands_flushed_at = [], -float("inf")  # probes not yet in the weight bands
+        self._band_rows, self._bands_flushed_at = [], -float("inf")  # (step, percentiles) not yet drawn
         self._status_key, self._status_at = None, -float("inf")
         self.controls.param.watch(self._hot_change, list(HOT))
         self.controls.param.watch(self._rebuild_pending, list(ON_RESET))
@@ -535,8 +535,8 @@ class Dashboard(pn.viewable.Viewer):
                      "its spikes, the readout voltages, and the adjoint (λ) that Eventprop sends back through time; "
                      "and the weights at that moment."),
                 pn.Row(self.scrub, self.follow, sizing_mode="stretch_width"),
-                # dynamic: a browser draws only the open tab, and each redraw of a plot costs it about as much
-                # as training loses to it on a small machine (benchmarks/bench_dashboard.py)
+                # dynamic: a browser receives and draws only the open tab; each plot it redraws costs CPU
+                # that the training loses on a small machine (benchmarks/bench_dashboard.py)
                 pn.Tabs(
                     ("Probed sample", pn.Column(
                         pn.pane.Bokeh(grid(*self.probe.layout()), sizing_mode="stretch_width"),
