@@ -208,8 +208,7 @@ def _top_colors(p):
 
 
 class ReadoutLines:
-    """One trace per readout over the trial: the correct class as a bold line, the other classes as
-    a grey band from their lowest to their highest value (with 20 classes, 19 grey lines were a
+    """The readouts over the trial: the correct class as a bold line, the other classes as a grey band from their lowest to their highest value (with 20 classes, 19 grey lines were a
     tangle, and each browser received 150 kB/s of them)."""
 
     def __init__(self, fig, color, others_alpha, what):
@@ -283,8 +282,7 @@ class ProbeView:
 
 class AdjointView:
     """λ_V − λ_I of the readout neurons over the trial (the correct class as a line, the others as
-    a band): the adjoint runs
-    backwards from the trial's end, so read this from right to left."""
+    a band): the adjoint runs backwards from the trial's end, so read this from right to left."""
 
     def __init__(self):
         self.fig = _figure("λ_V − λ_I of the readouts\nread right to left: the adjoint runs backwards", x_axis_label="ms",
@@ -294,7 +292,7 @@ class AdjointView:
 
     @property
     def correct(self):
-        """The correct readout's trace (the last line drawn)."""
+        """The correct readout's trace."""
         return self.lines.correct
 
     def clear(self):
