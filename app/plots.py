@@ -208,8 +208,9 @@ def _top_colors(p):
 
 
 class ReadoutLines:
-    """The readouts over the trial: the correct class as a bold line, the other classes as a grey band from their lowest to their highest value (with 20 classes, 19 grey lines were a
-    tangle, and each browser received 150 kB/s of them)."""
+    """The readouts over the trial: the correct class as a bold line, the other classes as a grey
+    band from their lowest to their highest value (with 20 classes, 19 grey lines were a tangle,
+    and each browser received 150 kB/s of them)."""
 
     def __init__(self, fig, color, others_alpha, what):
         self.source = ColumnDataSource({"t": [], "lo": [], "hi": [], "correct": []})
