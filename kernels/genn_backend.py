@@ -33,7 +33,6 @@ from .grid import dtype_of as _dtype_of
 from .types import ForwardRecord, Gradients, LossSource, Params, Probe, SpikeBatch
 
 
-
 def pygenn_status():
     """(True, version) if pygenn can be imported, else (False, why): for messages and skips."""
     try:

@@ -1,6 +1,5 @@
 """Backend-independent parts of the grid scheme: input validation and binning, step coefficients."""
-import threading
-from collections import OrderedDict
+import functools
 
 import numpy as np
 
@@ -128,28 +127,19 @@ class StepCoefficients:
         self.dc_s = self.db_s * (dt / tm) * phi + self.b * (dt / tm) * dphi * (-dt / ts**2)
 
 
-_cached = OrderedDict()
-_cached_lock = threading.Lock()
-
-
-def step_coefficients(tau_mem, tau_syn, dt, keep=8):
+def step_coefficients(tau_mem, tau_syn, dt):
     """StepCoefficients, shared between calls with the same time constants: a training step needs
     them four times, and computing them was a tenth of a small network's step. The arrays are
-    shared: read them, never write to them."""
+    shared: read them, never write to them (they are not made read-only: numba would compile a
+    second variant of each kernel)."""
     tm = np.ascontiguousarray(tau_mem, np.float64)
     ts = np.ascontiguousarray(tau_syn, np.float64)
-    key = (tm.tobytes(), ts.tobytes(), float(dt))
-    with _cached_lock:
-        hit = _cached.get(key)
-        if hit is not None:
-            _cached.move_to_end(key)
-            return hit
-    coefficients = StepCoefficients(tm, ts, dt)  # not made read-only: numba would compile a second variant
-    with _cached_lock:
-        _cached[key] = coefficients
-        while len(_cached) > keep:
-            _cached.popitem(last=False)
-    return coefficients
+    return _step_coefficients(tm.tobytes(), ts.tobytes(), float(dt))
+
+
+@functools.lru_cache(maxsize=8)
+def _step_coefficients(tau_mem_bytes, tau_syn_bytes, dt):
+    return StepCoefficients(np.frombuffer(tau_mem_bytes), np.frombuffer(tau_syn_bytes), dt)
 
 
 THRESHOLD = 1.0  # every backend's firing threshold (docs/engine.md)
