@@ -212,12 +212,19 @@ def main(argv=None):
     demo.add_argument("--samples", type=int, default=340, help="patterns, a quarter for validation")
     demo.add_argument("--lr", type=float, default=2e-2, help="Adam learning rate (default: 0.02)")
     demo.add_argument("--seed", type=int, default=1, help="random seed")
+    from .encode import add_encode_parser
+
+    add_encode_parser(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
             return _train(args, train)
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "encode":
+            from .encode import run_encode
+
+            return run_encode(args)
         return _demo(args)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
