@@ -83,29 +83,40 @@ class ProgressPrinter:
                 self.bar.close()
                 self.bar = None
             line = (f"epoch {d['epoch']:>3}  train loss {d['train_loss']:.4f} acc {d['train_accuracy']:.3f}")
+            seconds = f"{d['train_seconds']:.1f} s"
             if "validation_accuracy" in d:
                 line += (f"  val loss {d['validation_loss']:.4f} acc {d['validation_accuracy']:.3f}"
                          f"  hidden {d['validation_rate_hz']:.1f} Hz, silent {d['validation_silent_fraction']:.0%}")
-            print(line + f"  ({d['epoch_seconds']:.1f} s)", flush=True)
+                seconds += f" + {d['validation_seconds']:.1f} s validation"
+            print(line + f"  ({seconds}; {d['wall_s']:.1f} s in all)", flush=True)
+        elif obs.kind == "event" and d.get("what") == "non_finite":
+            tqdm.write(d["message"], file=sys.stdout)  # above the bar, which stays
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
 
 
+RESUME_OPTIONS = ("run.epochs", "training.lr")  # what --resume may change; the rest is in the checkpoint
+EXIT_DIVERGED = 3
+
+
 def _train(args, parser):
     from .observe import export_csv
-    from .run import TrainingRun
+    from .run import TrainingDiverged, TrainingRun
 
     progress = ProgressPrinter()
     if args.resume:
+        ignored = [_flag(k) for k, v in vars(args).items() if "." in k and v is not None and k not in RESUME_OPTIONS]
+        if ignored:
+            parser.error(f"with --resume only --epochs and --lr may be given (the other settings are the "
+                         f"checkpoint's); drop {', '.join(ignored)}")
         ckpt = Path(args.resume)
         ckpt = ckpt / "last.npz" if ckpt.is_dir() else ckpt
-        overrides = {}
-        if getattr(args, "run.epochs") is not None:
-            overrides["run.epochs"] = getattr(args, "run.epochs")
+        overrides = {k: getattr(args, k) for k in RESUME_OPTIONS if getattr(args, k) is not None}
         run = TrainingRun.resume(ckpt, observers=[progress], **overrides)
-        print(f"resuming {ckpt} after epoch {run.epoch}", flush=True)
+        print(f"resuming {ckpt} after epoch {run.epoch} ({run.wall_s:.1f} s so far), "
+              f"learning rate {_rate(run.trainer.schedule.lr)}", flush=True)
     else:
         c = configs_from_args(args, parser)
         print(f"loading {c['run'].dataset} ...", flush=True)
@@ -120,20 +131,91 @@ def _train(args, parser):
     else:
         print("compiling the numba kernels on first use (cached afterwards) ...", flush=True)
     try:
-        best = run.fit()
+        run.fit()
     except KeyboardInterrupt:
         progress.close()
         print(f"\ninterrupted: {run.out / 'last.npz'} holds epoch {run.epoch}; "
               f"continue with: eventprop-lab train --resume {run.out}", flush=True)
         return 130
+    except TrainingDiverged as exc:
+        progress.close()
+        if run.epoch:
+            export_csv(run.out / "metrics.jsonl", run.out / "epochs.csv")
+            run.write_summary(stopped=str(exc))
+        print("\n" + _diverged_message(exc, run, args), file=sys.stderr, flush=True)
+        return EXIT_DIVERGED
     progress.close()
-    n = export_csv(run.out / "metrics.jsonl", run.out / "epochs.csv")
-    print(f"done: best validation accuracy {best['validation_accuracy']:.3f} at epoch {best['epoch']}; "
-          f"{n} epochs in {run.out / 'epochs.csv'}")
-    if run.test_set is not None and len(run.test_set):
-        test = run.evaluate(run.test_set)
-        print(f"test (last weights): loss {test['loss']:.4f}, accuracy {test['accuracy']:.3f}")
+    export_csv(run.out / "metrics.jsonl", run.out / "epochs.csv")
+    summary = run.write_summary()
+    speed = summary["train_samples_per_s"]
+    print(f"done: {run.epoch} epochs in {summary['wall_s']:.1f} s"
+          f"{f' ({speed:.0f} training samples/s)' if speed else ''}; per epoch in {run.out / 'epochs.csv'}, "
+          f"summary in {run.out / 'summary.json'}")
+    print(_best_line(summary), flush=True)
     return 0
+
+
+def _flag(dest):
+    return "--" + dest.split(".")[1].replace("_", "-")
+
+
+def _rate(lr):
+    from .optim import format_rate
+
+    return format_rate(lr)
+
+
+def _best_line(summary):
+    """'best validation 0.612 at epoch 29 (41.3 s); test at best validation 0.590'"""
+    on = summary["best_on"]
+    if summary["best_epoch"] is None:
+        return f"no epoch finished, so no best {on} accuracy"
+    line = f"best {on} {summary['best_accuracy']:.3f} at epoch {summary['best_epoch']}"
+    if summary["best_wall_s"] is not None:
+        line += f" ({summary['best_wall_s']:.1f} s)"
+    if summary["test_accuracy_at_best"] is not None:
+        line += f"; test at best {on} {summary['test_accuracy_at_best']:.3f}"
+    return line
+
+
+def _command(args, lr):
+    """The train command of these args, with the learning rate replaced: to start again."""
+    import shlex
+
+    words = ["eventprop-lab", "train"]
+    for dest, value in vars(args).items():
+        if "." not in dest or value is None or dest == "training.lr":
+            continue
+        if isinstance(value, bool):
+            words.append(_flag(dest) if value else "--no-" + _flag(dest)[2:])
+        else:
+            text = ",".join(str(x) for x in value) if isinstance(value, (list, tuple)) else str(value)
+            words += [_flag(dest), shlex.quote(text)]
+    return " ".join(words + ["--lr", _rate(lr)])
+
+
+def _diverged_message(exc, run, args):
+    """What stopped the run, which checkpoints it keeps, and the command to go on at a lower rate."""
+    from .run import load_checkpoint
+
+    last, best = run.out / "last.npz", run.out / "best.npz"
+    lines = [f"stopped: {exc}."]
+    if last.exists():
+        _, state, _ = load_checkpoint(last)
+        lines.append(f"kept: {last} holds epoch {state['epoch']}, the last whole one (the stopped epoch is "
+                     f"trained again on resume)")
+        if best.exists():
+            _, best_state, _ = load_checkpoint(best)
+            on = "validation" if run.validation_set is not None and len(run.validation_set) else "train"
+            lines[-1] += (f"; {best} holds epoch {best_state['epoch']}, the best so far ({on} accuracy "
+                          f"{run.best['validation_accuracy']:.3f})")
+        lines[-1] += "."
+        lines.append(f"to continue with half its learning rate: eventprop-lab train --resume {run.out} "
+                     f"--lr {_rate(state['lr_base'] / 2)}")
+    else:
+        lines.append("kept: no checkpoint; the run stopped in its first epoch.")
+        lines.append(f"to start again with half the learning rate: {_command(args, run.training.lr / 2)}")
+    return "\n".join(lines)
 
 
 def _evaluate(args):

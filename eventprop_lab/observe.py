@@ -89,8 +89,9 @@ def read_metrics(path):
 
 
 def truncate_metrics(path, last_epoch):
-    """Keep only records up to the end of `last_epoch` (used on resume), rewritten atomically."""
-    keep = [r for r in read_metrics(path) if r.get("epoch", 0) <= last_epoch]
+    """Keep only records up to the end of `last_epoch` (used on resume), rewritten atomically.
+    Events stay: why a run stopped belongs in its history even though its epoch is trained again."""
+    keep = [r for r in read_metrics(path) if r.get("kind") == "event" or r.get("epoch", 0) <= last_epoch]
     text = "".join(json.dumps(r) + "\n" for r in keep)
     atomic_write(path, lambda f: f.write(text.encode()))
 

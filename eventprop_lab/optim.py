@@ -3,7 +3,7 @@ import numpy as np
 
 
 class Adam:
-    """Adam over a dict of named arrays, updated in place."""
+    """Adam over a dict of named arrays; each step replaces the dict's entries with new arrays."""
 
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
         self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
@@ -12,26 +12,37 @@ class Adam:
         self.v = {}
 
     def step(self, params: dict, grads: dict, lr=None):
-        """One update; names missing from grads (or None) are left alone."""
+        """One update, all or nothing; names missing from grads (or None) are left alone.
+
+        Returns the names of the parameters the update would make NaN or infinite (an overflow);
+        then neither the parameters nor the moments change. An empty list: the update was applied."""
         lr = self.lr if lr is None else lr
-        self.t += 1
-        c1 = 1.0 - self.beta1**self.t
-        c2 = 1.0 - self.beta2**self.t
+        t = self.t + 1
+        c1 = 1.0 - self.beta1**t
+        c2 = 1.0 - self.beta2**t
+        new = {}
         for name, g in grads.items():
             if g is None:
                 continue
             x = params[name]
-            m = self.m.setdefault(name, np.zeros_like(x))
-            v = self.v.setdefault(name, np.zeros_like(x))
-            m *= self.beta1
-            m += (1.0 - self.beta1) * g
+            m = self.m[name] if name in self.m else np.zeros_like(x)
+            v = self.v[name] if name in self.v else np.zeros_like(x)
+            m = (self.beta1 * m + (1.0 - self.beta1) * g).astype(x.dtype, copy=False)
             # g**2 of a float32 gradient overflows above 1.8e19; an infinite second moment would
             # freeze that weight for good, so square in float64 and cap at the dtype's range
             g2 = np.square(g, dtype=np.float64)
             np.minimum(g2, np.finfo(v.dtype).max / 2, out=g2)
-            v *= self.beta2
-            v += ((1.0 - self.beta2) * g2).astype(v.dtype)
-            x -= (lr / c1) * m / (np.sqrt(v / c2) + self.eps)
+            v = self.beta2 * v + ((1.0 - self.beta2) * g2).astype(v.dtype)
+            with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported, not warned about
+                x = (x - (lr / c1) * m / (np.sqrt(v / c2) + self.eps)).astype(x.dtype, copy=False)
+            new[name] = x, m, v
+        bad = [name for name, (x, _, _) in new.items() if not np.all(np.isfinite(x))]
+        if bad:
+            return bad
+        self.t = t
+        for name, (x, m, v) in new.items():
+            params[name], self.m[name], self.v[name] = x, m, v
+        return []
 
     def state_dict(self):
         out = {"t": np.array(self.t)}
@@ -80,6 +91,20 @@ class LearningRateSchedule:
             self.epochs_since_change = 0
         return self.lr
 
+    def halve(self):
+        """Halve the rate and its base (after a non-finite batch): a warm-up goes on towards the
+        lower base, and the plateau rule waits its patience again."""
+        self.base *= 0.5
+        self.lr *= 0.5
+        self.epochs_since_change = 0
+        return self.lr
+
     def set_base(self, lr):
         """A user's change of learning rate (dashboard hot change)."""
         self.base = self.lr = float(lr)
+
+
+def format_rate(lr):
+    """A learning rate as people write it: 0.001 as 1e-3, 0.0003125 as 3.125e-4."""
+    mantissa, exponent = f"{float(lr):.3e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"

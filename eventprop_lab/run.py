@@ -1,8 +1,9 @@
 """A training run: data, network and trainer together, epoch by epoch, with validation,
-checkpoints (last and best, written atomically), a metrics file and observers."""
+checkpoints (last and best, written atomically), a metrics file, a summary and observers."""
 import json
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -11,8 +12,26 @@ from kernels import Params
 from .config import AugmentConfig, RunConfig, config_to_dict, configs_from_dict
 from .network import NetworkConfig, atomic_write, init_params, read_npz
 from .observe import MetricsWriter, Observation, probe_data, truncate_metrics
+from .optim import format_rate
 from .regularisers import lift_silent
-from .training import Trainer, TrainingConfig
+from .training import NonFiniteStep, Trainer, TrainingConfig
+
+
+class NonFiniteRule(NamedTuple):
+    """How a run treats a batch with a NaN or infinite loss, gradient or update: it skips the
+    batch and halves the learning rate, and stops (TrainingDiverged) when that keeps happening."""
+
+    max_per_epoch: int = 5  # more skipped batches than this in one epoch: stop
+    min_lr: float = 1e-6  # a halving would take the base rate below this: stop
+
+
+class TrainingDiverged(RuntimeError):
+    """Training stopped on non-finite values that skipping batches did not cure. Parameters,
+    Adam state and checkpoints are as they were before the batch that stopped it."""
+
+    def __init__(self, message, epoch, batch):
+        super().__init__(message)
+        self.epoch, self.batch = epoch, batch
 
 
 def make_delay_line(net: NetworkConfig, duration_ms):
@@ -51,14 +70,24 @@ class EpochProgress:
         self.train = run.epoch_training_set(self.rng)
         self.index_batches = list(batches(len(self.train), run.training.batch_size, rng=self.rng))
         self.counts = np.zeros(run.net.n_hidden, np.int64)
-        self.losses, self.correct, self.seen, self.next = [], 0, 0, 0
-        self.seconds = time.perf_counter() - t_start  # time spent training: pauses do not count
+        self.losses, self.correct, self.seen, self.next, self.skipped = [], 0, 0, 0, 0
+        # time spent on this epoch (pauses do not count): training, then all of it
+        self.train_seconds = self.seconds = 0.0
+        self._clock(t_start)
 
     @property
     def done(self):
         return self.next >= len(self.index_batches)
 
+    def _clock(self, t_start, training=True):
+        """Adds the time since t_start to this epoch and to the run's wall clock."""
+        dt = time.perf_counter() - t_start
+        self.seconds += dt
+        self.train_seconds += dt if training else 0.0
+        self.run.wall_s += dt
+
     def train_next_batch(self):
+        """Trains the next batch; returns its number of samples (0 if it was skipped as non-finite)."""
         run, t_start = self.run, time.perf_counter()
         idx = self.index_batches[self.next]
         rng_state = self.rng.bit_generator.state
@@ -71,6 +100,12 @@ class EpochProgress:
             probe = run.run_cfg.probe_every and run.step % run.run_cfg.probe_every == 0
             t0 = time.perf_counter()
             metrics, res = run.trainer.train_batch(samples, labels, probe_samples=[0] if probe else ())
+        except NonFiniteStep as exc:
+            try:
+                self._skip(exc, rng_state)
+            finally:
+                self._clock(t_start)
+            return 0
         except BaseException:
             # the trainer leaves parameters and Adam untouched when it fails; rewinding the
             # generator makes the retry after a fix see exactly the same augmented batch
@@ -83,7 +118,7 @@ class EpochProgress:
         self.losses.append(metrics["loss"])
         self.correct += int(metrics["accuracy"] * len(idx) + 0.5)
         self.seen += len(idx)
-        self.seconds += time.perf_counter() - t_start
+        self._clock(t_start)
         extra = {}
         if probe:
             data = probe_data(res, samples, run.trainer.params, sample=0)
@@ -99,26 +134,69 @@ class EpochProgress:
             run.emit("probe", **data)
         return len(idx)
 
+    def _skip(self, exc: NonFiniteStep, rng_state):
+        """The run's NonFiniteRule for a batch the trainer refused: pass over it and halve the
+        learning rate, or raise TrainingDiverged with the reason."""
+        run, rule, schedule = self.run, self.run.nonfinite, self.run.trainer.schedule
+        epoch, batch = run.epoch + 1, self.next + 1
+        where = f"epoch {epoch} batch {batch}"
+        if exc.what == "weights":
+            why = f"the weights themselves are NaN or infinite ({', '.join(exc.names)}); skipping batches cannot repair them"
+        elif self.skipped >= rule.max_per_epoch:
+            why = (f"NaN or infinite values in {self.skipped + 1} batches of this epoch (the last in {exc.source()}), "
+                   f"more than the {rule.max_per_epoch} allowed, though the learning rate was halved after each "
+                   f"(now {format_rate(schedule.lr)})")
+        elif schedule.base / 2 < rule.min_lr:
+            why = (f"NaN or infinite values in {exc.source()}, and halving the learning rate "
+                   f"({format_rate(schedule.base)}) once more would take it below the floor of "
+                   f"{format_rate(rule.min_lr)}")
+        else:
+            why = None
+        if why is not None:
+            self.rng.bit_generator.state = rng_state  # a retry after a fix sees the same batch
+            raise TrainingDiverged(f"training stopped at {where}: {why}", epoch, batch)
+        self.next += 1
+        self.skipped += 1
+        old = schedule.lr
+        schedule.halve()
+        action = "update rolled back" if exc.what == "update" else "batch skipped"
+        run.emit("event", what="non_finite", epoch=epoch, batch=batch, n_batches=len(self.index_batches),
+                 step=run.step, quantity=exc.what, names=list(exc.names), lr_old=old, lr_new=schedule.lr,
+                 skipped_in_epoch=self.skipped,
+                 message=f"{exc.describe()} at {where}: {action}, lr {format_rate(old)} → {format_rate(schedule.lr)}",
+                 label=f"non-finite {exc.what}: lr → {format_rate(schedule.lr)}")
+
     def finish(self):
-        run = self.run
+        run, t_start = self.run, time.perf_counter()
         if run.run_cfg.lift_silent > 0:
             W_in, _ = lift_silent(run.trainer.params.W_in, self.counts, run.run_cfg.lift_silent)
             run.trainer.params = run.trainer.params._replace(W_in=W_in)
         run.epoch += 1
-        summary = {"epoch": run.epoch, "step": run.step, "train_loss": float(np.mean(self.losses)),
-                   "train_accuracy": self.correct / max(self.seen, 1), "epoch_seconds": self.seconds,
+        train_accuracy = self.correct / max(self.seen, 1)
+        summary = {"epoch": run.epoch, "step": run.step,
+                   "train_loss": float(np.mean(self.losses)) if self.losses else float("nan"),
+                   "train_accuracy": train_accuracy, "train_samples": self.seen, "skipped_batches": self.skipped,
                    "train_rate_hz": float(self.counts.sum() / max(self.seen, 1) / run.net.n_hidden
                                           / (run.training.trial_ms / 1000.0)),
                    "train_silent_fraction": float((self.counts == 0).mean()),
                    "lr": run.trainer.schedule.lr}
         if run.validation_set is not None and len(run.validation_set):
+            t_val = time.perf_counter()
             val = run.evaluate(run.validation_set)
             summary.update({f"validation_{k}": v for k, v in val.items()})
+            summary["validation_seconds"] = time.perf_counter() - t_val
             run.trainer.schedule.after_epoch(val["accuracy"])
+        self._clock(t_start, training=False)  # checkpoint writing is left out: the clock goes into them
+        run.train_seconds += self.train_seconds
+        run.train_samples += self.seen
+        run.last_train_accuracy = train_accuracy
+        summary.update(train_seconds=self.train_seconds, epoch_seconds=self.seconds, wall_s=run.wall_s)
+        acc = summary.get("validation_accuracy", train_accuracy)
+        new_best = acc > run.best["validation_accuracy"]
+        if new_best:  # before last.npz is written, so that a resumed run knows its best
+            run.best = {"validation_accuracy": acc, "epoch": run.epoch, "wall_s": run.wall_s}
         run.save_checkpoint(run.out / "last.npz")
-        acc = summary.get("validation_accuracy", summary["train_accuracy"])
-        if acc > run.best["validation_accuracy"]:
-            run.best = {"validation_accuracy": acc, "epoch": run.epoch}
+        if new_best:
             run.save_checkpoint(run.out / "best.npz")
         run.emit("epoch", **summary)
         return summary
@@ -159,7 +237,12 @@ class TrainingRun:
         self.trainer = Trainer(params, training, engine=engine)
         self.epoch = 0
         self.step = 0
-        self.best = {"validation_accuracy": -1.0, "epoch": 0}
+        self.best = {"validation_accuracy": -1.0, "epoch": 0, "wall_s": None}
+        # wall clock of the run's epochs (seconds, pauses and the time between resumes left out),
+        # the part of it spent training, the samples trained on, the last epoch's train accuracy
+        self.wall_s, self.train_seconds, self.train_samples, self.last_train_accuracy = 0.0, 0.0, 0, None
+        self.nonfinite = NonFiniteRule()
+        self.resumed_from = None
         self.out = Path(run.out_dir)
 
     # ---- observation ---------------------------------------------------------------------
@@ -196,9 +279,9 @@ class TrainingRun:
             epoch.train_next_batch()
         return epoch.finish()
 
-    def evaluate(self, dataset):
+    def evaluate(self, dataset, params=None):
         samples = self._inputs(dataset.samples())
-        return {k: float(v) for k, v in self.trainer.evaluate(samples, dataset.labels).items()}
+        return {k: float(v) for k, v in self.trainer.evaluate(samples, dataset.labels, params).items()}
 
     def fit(self, epochs=None, should_stop=lambda: False):
         """Train until `epochs` (default: the configured number) are done or should_stop()."""
@@ -208,14 +291,45 @@ class TrainingRun:
         try:
             if self.epoch == 0:
                 self.emit("event", epoch=0, what="start", config=config_to_dict(self.configs))
+            elif self.resumed_from is not None:
+                lr = self.trainer.schedule.lr
+                self.emit("event", epoch=self.epoch, step=self.step, what="resume", checkpoint=str(self.resumed_from),
+                          lr=lr, wall_s=self.wall_s, label=f"resumed, lr {format_rate(lr)}")
+                self.resumed_from = None
             target = epochs if epochs is not None else self.run_cfg.epochs
             while self.epoch < target and not should_stop():
                 if self.train_epoch(should_stop) is None:
                     break
+        except TrainingDiverged as exc:
+            self.emit("event", epoch=exc.epoch, batch=exc.batch, step=self.step, what="stopped", message=str(exc))
+            raise
         finally:
             self.observers.remove(writer)
             writer.close()
         return self.best
+
+    # ---- summary -------------------------------------------------------------------------
+    def write_summary(self, stopped=None):
+        """summary.json in the run folder (written atomically): the best epoch, its wall time and
+        test accuracy (best.npz on the test set), the last train accuracy, total wall time and
+        training speed. `stopped`: why training ended early, if it did. Returns the dict."""
+        has_validation = self.validation_set is not None and len(self.validation_set) > 0
+        best = self.best if self.best["epoch"] > 0 else {"validation_accuracy": None, "epoch": None, "wall_s": None}
+        summary = {"epochs": self.epoch, "best_on": "validation" if has_validation else "train",
+                   "best_accuracy": best["validation_accuracy"], "best_epoch": best["epoch"],
+                   "best_wall_s": best["wall_s"], "test_accuracy_at_best": None, "test_loss_at_best": None,
+                   "test_samples": len(self.test_set) if self.test_set is not None else 0,
+                   "final_train_accuracy": self.last_train_accuracy, "wall_s": self.wall_s,
+                   "train_samples_per_s": self.train_samples / self.train_seconds if self.train_seconds else None,
+                   "stopped": stopped}
+        best_file = self.out / "best.npz"
+        if summary["test_samples"] and best["epoch"] is not None and best_file.exists():
+            params, _, _ = load_checkpoint(best_file)
+            test = self.evaluate(self.test_set, params)
+            summary.update(test_accuracy_at_best=test["accuracy"], test_loss_at_best=test["loss"])
+        text = json.dumps(summary, indent=1) + "\n"
+        atomic_write(self.out / "summary.json", lambda f: f.write(text.encode()))
+        return summary
 
     # ---- checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self, path):
@@ -225,13 +339,16 @@ class TrainingRun:
         sched = self.trainer.schedule
         state = {"epoch": self.epoch, "step": self.step, "best": self.best, "lr": sched.lr, "lr_base": sched.base,
                  "ema_fast": sched.fast, "ema_slow": sched.slow, "since_change": sched.epochs_since_change,
-                 "config": config_to_dict(self.configs)}
+                 "clock": {"wall_s": self.wall_s, "train_seconds": self.train_seconds,
+                           "train_samples": self.train_samples},
+                 "train_accuracy": self.last_train_accuracy, "config": config_to_dict(self.configs)}
         arrays["state"] = np.array(json.dumps(state))
         atomic_write(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
     def from_checkpoint(cls, path, observers=(), data=None, engine=None, **overrides):
-        """A run as a checkpoint left it (config, weights, optimiser, schedule); changes no file."""
+        """A run as a checkpoint left it (config, weights, optimiser, schedule, clock); changes no
+        file. An override of training.lr replaces the checkpoint's rate (and ends any warm-up)."""
         params, state, adam = load_checkpoint(path)
         configs = configs_from_dict(state["config"])
         for key, value in overrides.items():
@@ -243,7 +360,16 @@ class TrainingRun:
         sched = run.trainer.schedule
         sched.lr, sched.base = state["lr"], state["lr_base"]
         sched.fast, sched.slow, sched.epochs_since_change = state["ema_fast"], state["ema_slow"], state["since_change"]
+        if "training.lr" in overrides:
+            sched.set_base(run.training.lr)
+            run.trainer.optimiser.lr = run.training.lr
         run.epoch, run.step, run.best = state["epoch"], state["step"], state["best"]
+        run.best.setdefault("wall_s", None)  # checkpoints from before the clock
+        clock = state.get("clock", {})
+        run.wall_s = clock.get("wall_s", 0.0)
+        run.train_seconds = clock.get("train_seconds", 0.0)
+        run.train_samples = clock.get("train_samples", 0)
+        run.last_train_accuracy = state.get("train_accuracy")
         return run
 
     @classmethod
@@ -251,6 +377,7 @@ class TrainingRun:
         """A run to continue training from a checkpoint: as from_checkpoint, and the metrics file
         loses the records of the epoch that was interrupted, which will be trained again."""
         run = cls.from_checkpoint(path, observers, data, engine, **overrides)
+        run.resumed_from = Path(path)
         metrics = run.out / "metrics.jsonl"
         if metrics.exists():
             truncate_metrics(metrics, run.epoch)

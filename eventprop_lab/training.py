@@ -36,6 +36,27 @@ class TrainingConfig(param.Parameterized):
         return int(round(self.trial_ms / self.dt))
 
 
+class NonFiniteStep(FloatingPointError):
+    """A batch whose loss, gradient or update is NaN or infinite; the trainer's parameters and
+    Adam state are as they were before it. `what`: "loss", "gradient", "update" (the weights the
+    update would give) or "weights" (the weights before it: no batch can repair those)."""
+
+    def __init__(self, what, names=()):
+        self.what, self.names = what, tuple(names)
+        super().__init__(f"{self.describe()} (NaN or infinite); parameters and Adam state left unchanged")
+
+    def describe(self):
+        """'non-finite gradient (W_in)'"""
+        kind = {"loss": "loss", "gradient": "gradient", "update": "weights after the update",
+                "weights": "weights"}[self.what]
+        return f"non-finite {kind}" + (f" ({', '.join(self.names)})" if self.names else "")
+
+    def source(self):
+        """'the gradient of W_in'"""
+        names = f" of {', '.join(self.names)}" if self.names else ""
+        return "the loss" if self.what == "loss" else f"the {self.what}{names}"
+
+
 class Trainer:
     """Owns parameters, optimiser and schedule; trains on (samples, labels) batches."""
 
@@ -66,14 +87,22 @@ class Trainer:
 
     def train_batch(self, samples, labels, probe_samples=()):
         """One gradient step; returns metrics (and the step result for observers)."""
+        broken = [k for k, v in self.params._asdict().items() if v is not None and not np.all(np.isfinite(v))]
+        if broken:  # the engine would refuse them; a named reason lets a run stop cleanly
+            raise NonFiniteStep("weights", broken)
         batch = self.batch(samples)
         res = loss_and_gradients(self.engine, self.params, batch, labels, self.loss, self.regulariser,
                                  train_tau=self.config.train_tau, probe_samples=probe_samples)
         grads = {k: v for k, v in res.gradients._asdict().items() if v is not None}
-        if not all(np.all(np.isfinite(g)) for g in grads.values()) or not np.isfinite(res.loss.value):
-            raise FloatingPointError("the loss or a gradient is NaN or infinite; parameters left unchanged")
-        p = {k: np.array(v, copy=True) if v is not None else None for k, v in self.params._asdict().items()}
-        self.optimiser.step(p, grads, lr=self.schedule.lr)
+        bad = [k for k, g in grads.items() if not np.all(np.isfinite(g))]
+        if not np.isfinite(res.loss.value):
+            raise NonFiniteStep("loss")
+        if bad:
+            raise NonFiniteStep("gradient", bad)
+        p = self.params._asdict()  # Adam puts new arrays in it: the old Params stay as they were
+        bad = self.optimiser.step(p, grads, lr=self.schedule.lr)
+        if bad:
+            raise NonFiniteStep("update", bad)
         if self.config.train_tau:
             np.maximum(p["tau_mem"], TAU_MEM_MIN, out=p["tau_mem"])
             np.maximum(p["tau_syn"], TAU_SYN_MIN, out=p["tau_syn"])
@@ -81,22 +110,24 @@ class Trainer:
         self.schedule.after_batch()
         return _metrics(res, labels, self.config), res
 
-    def evaluate(self, samples, labels):
-        """Loss, accuracy and activity on a set, in batches, without learning."""
+    def evaluate(self, samples, labels, params=None):
+        """Loss, accuracy and activity on a set, in batches, without learning (with `params`:
+        those weights instead of the trainer's)."""
+        params = self.params if params is None else params
         totals = {"loss": 0.0, "correct": 0, "spikes": 0.0, "silent": 0.0}
         n = len(samples)
         bs = self.config.batch_size
         for start in range(0, n, bs):
             batch = self.batch(samples[start:start + bs])
-            rec = self.engine.forward(self.params, batch, **self.loss.record_options())
-            out = self.loss.evaluate(rec, labels[start:start + bs], self.params)
+            rec = self.engine.forward(params, batch, **self.loss.record_options())
+            out = self.loss.evaluate(rec, labels[start:start + bs], params)
             m = len(out.per_sample)
             totals["loss"] += out.per_sample.sum()
             totals["correct"] += int((out.prediction == labels[start:start + bs]).sum())
             totals["spikes"] += rec.counts.sum()
             totals["silent"] += (rec.counts.sum(0) == 0).mean() * m
         return {"loss": totals["loss"] / n, "accuracy": totals["correct"] / n,
-                "rate_hz": totals["spikes"] / (n * self.params.n_hidden * self.config.trial_ms / 1000.0),
+                "rate_hz": totals["spikes"] / (n * params.n_hidden * self.config.trial_ms / 1000.0),
                 "silent_fraction": totals["silent"] / n}
 
 

@@ -1,4 +1,7 @@
 """The command line: train, resume, evaluate, help, bad values."""
+import json
+import re
+
 import numpy as np
 import pytest
 
@@ -28,7 +31,14 @@ def test_train_then_resume_then_evaluate(h5_data, tmp_path, capsys):
     assert main(_train_args(h5_data, out, 1)) == 0
     assert main(["train", "--resume", str(out), "--epochs", "2"]) == 0
     text = capsys.readouterr().out
-    assert "resuming" in text and "test (last weights)" in text
+    assert "resuming" in text and "learning rate 1e-2" in text
+    assert re.search(r"\(\d+\.\d s \+ \d+\.\d s validation; \d+\.\d s in all\)\n", text)  # each epoch's line
+    assert re.search(r"\ndone: 2 epochs in \d+\.\d s \(\d+ training samples/s\); per epoch in .*epochs.csv, "
+                     r"summary in .*summary.json\n", text)
+    assert re.search(r"\nbest validation \d\.\d{3} at epoch [12] \(\d+\.\d s\); test at best validation "
+                     r"\d\.\d{3}\n", text)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["test_samples"] == 30 and summary["best_on"] == "validation"
     epochs = [r["epoch"] for r in read_metrics(out / "metrics.jsonl") if r["kind"] == "epoch"]
     assert epochs == [1, 2]
     assert (out / "epochs.csv").exists()

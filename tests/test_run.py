@@ -1,4 +1,5 @@
 """Training runs: epochs, checkpoints, metrics, resuming, interruption."""
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -97,3 +98,63 @@ def test_a_corrupt_checkpoint_is_refused_by_name(tmp_path):
     bad.write_bytes(b"PK\x03\x04 not really")
     with pytest.raises(ValueError, match="last.npz"):
         TrainingRun.resume(bad, data=toy_data())
+
+
+def test_every_epoch_records_its_wall_time_and_the_best_epoch_when_it_came(tmp_path):
+    run = make_run(tmp_path)
+    run.fit()
+    out = tmp_path / "run"
+    epochs = [r for r in read_metrics(out / "metrics.jsonl") if r["kind"] == "epoch"]
+    wall = [e["wall_s"] for e in epochs]
+    assert wall == sorted(wall) and wall[0] > 0
+    np.testing.assert_allclose(np.diff(wall), [e["epoch_seconds"] for e in epochs[1:]], rtol=1e-9)
+    for e in epochs:
+        assert 0 < e["train_seconds"] and 0 < e["validation_seconds"]
+        assert e["train_seconds"] + e["validation_seconds"] <= e["epoch_seconds"]
+        assert e["train_samples"] == len(run.train_set) and e["skipped_batches"] == 0
+    best = max(epochs, key=lambda e: (e["validation_accuracy"], -e["epoch"]))
+    assert run.best == {"validation_accuracy": best["validation_accuracy"], "epoch": best["epoch"],
+                        "wall_s": best["wall_s"]}
+    _, state, _ = load_checkpoint(out / "last.npz")
+    assert state["clock"]["wall_s"] == wall[-1] and state["best"] == run.best  # last.npz knows the best
+    export_csv(out / "metrics.jsonl", out / "epochs.csv")
+    header = (out / "epochs.csv").read_text().splitlines()[0]
+    assert {"wall_s", "epoch_seconds", "train_seconds", "validation_seconds"} <= set(header.split(","))
+
+
+def test_a_resumed_run_continues_the_wall_clock_of_its_checkpoint(tmp_path):
+    batches = {"n": 0}
+
+    def count(obs):
+        batches["n"] += obs.kind == "batch"
+
+    run = make_run(tmp_path, observers=[count])
+    run.fit(should_stop=lambda: batches["n"] >= 6)  # inside epoch 2: its time is lost with it
+    _, state, _ = load_checkpoint(tmp_path / "run" / "last.npz")
+    resumed = TrainingRun.resume(tmp_path / "run" / "last.npz", data=toy_data())
+    assert resumed.wall_s == state["clock"]["wall_s"] > 0
+    assert resumed.train_samples == len(run.train_set) and resumed.last_train_accuracy is not None
+    resumed.fit()
+    epochs = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "epoch"]
+    assert epochs[1]["wall_s"] == pytest.approx(state["clock"]["wall_s"] + epochs[1]["epoch_seconds"])
+    (event,) = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r.get("what") == "resume"]
+    assert event["epoch"] == 1 and event["wall_s"] == state["clock"]["wall_s"]
+
+
+def test_the_summary_holds_the_best_epoch_its_test_accuracy_and_the_speed(tmp_path):
+    run = make_run(tmp_path)
+    run.fit()
+    summary = run.write_summary()
+    out = tmp_path / "run"
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    best_params, best_state, _ = load_checkpoint(out / "best.npz")
+    test = run.evaluate(run.test_set, best_params)
+    assert summary["test_accuracy_at_best"] == test["accuracy"] and summary["test_loss_at_best"] == test["loss"]
+    assert (summary["best_on"], summary["best_epoch"], summary["best_accuracy"], summary["best_wall_s"]) == (
+        "validation", best_state["epoch"], run.best["validation_accuracy"], run.best["wall_s"])
+    epochs = [r for r in read_metrics(out / "metrics.jsonl") if r["kind"] == "epoch"]
+    assert summary["epochs"] == 3 and summary["wall_s"] == epochs[-1]["wall_s"]
+    assert summary["final_train_accuracy"] == epochs[-1]["train_accuracy"] and summary["stopped"] is None
+    samples = sum(e["train_samples"] for e in epochs)
+    assert summary["train_samples_per_s"] == pytest.approx(samples / sum(e["train_seconds"] for e in epochs))
