@@ -26,3 +26,11 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[test,app,bench]'
 	$(PY) benchmarks/bench_engine.py
+
+# spoken digits synthesised with espeak-ng (apt-get install espeak-ng), then encoded by the cochlea
+# (about 15 minutes on 2 cores); see data_cache/README.md
+.PHONY: tts-digits
+tts-digits: $(VENV)/.installed
+	$(PY) scripts/make_tts_digits.py --out data_cache/tts-digits/wav
+	$(VENV)/bin/eventprop-lab encode data_cache/tts-digits/wav --out data_cache/tts-digits/tts_digits.h5 \
+		--split test=speaker:en-gb+m6,en-gb-x-rp+f1

@@ -53,7 +53,7 @@ file (its label, speaker, split and sample number, or why it was skipped).
 
 examples:
   eventprop-lab encode data_cache/tts-digits/wav --out data_cache/tts-digits/tts_digits.h5 \\
-      --split test=speaker:en-us+f2,en-gb-x-rp+m3
+      --split test=speaker:en-gb+m6,en-gb-x-rp+f1
   eventprop-lab encode clips/ --regex '(?P<label>yes|no)/(?P<speaker>\\w+)_' --out yesno.h5 \\
       --split test=fraction:0.2
 """
