@@ -2,94 +2,11 @@
 curve grows and the raster renders in the page's own Bokeh models), stops on pause, takes a change of
 loss while running (the marker reaches the page), opens a shared link in classroom mode, and stops
 its training session when the server is shut down."""
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
-import pytest
-
-CHROMIUM = "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parents[2]
-sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need `pip install playwright`")
-pytest.importorskip("panel", reason="the dashboard needs panel")
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install -y chromium)",
-                allow_module_level=True)
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def served_app(tmp_path):
-    port = _free_port()
-    log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "panel", "serve", "app/main.py", "--port", str(port),
-                             "--address", "127.0.0.1", f"--allow-websocket-origin=127.0.0.1:{port}", "--liveness"],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/main"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/liveness", timeout=5)  # builds no page
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail(f"panel serve did not come up: {(tmp_path / 'serve.log').read_text()}")
-            time.sleep(0.5)
-    yield url
-    proc.terminate()  # SIGTERM: the server shuts down and stops the training session after its batch
-    proc.wait(timeout=30)
-    log.close()
-    assert "training session stopped at step" in (tmp_path / "serve.log").read_text()
-
-
-def _column_length(page, source, column):
-    """Length of a column of a named Bokeh data source in the page (what the browser has)."""
-    return page.evaluate("""([name, column]) => {
-        for (const doc of window.Bokeh.documents) {
-            const src = doc.get_model_by_name(name);
-            if (src) { const c = src.data.get ? src.data.get(column) : src.data[column]; return c ? c.length : 0; }
-        }
-        return -1; }""", [source, column])
-
-
-def _column(page, source, column):
-    return page.evaluate("""([name, column]) => {
-        for (const doc of window.Bokeh.documents) {
-            const src = doc.get_model_by_name(name);
-            if (src) { const c = src.data.get ? src.data.get(column) : src.data[column]; return Array.from(c || []); }
-        }
-        return null; }""", [source, column])
-
-
-@pytest.fixture
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--headless"])
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def open_page(browser, url, errors):
-    """A page at url whose console errors and uncaught exceptions go to `errors`."""
-    page = browser.new_page()
-    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(url)
-    return page
+from pages import column_length as _column_length
+from pages import open_page
 
 
 def test_the_page_trains_on_play_stops_on_pause_and_switches_loss(served_app, browser):
