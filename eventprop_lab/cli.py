@@ -3,6 +3,7 @@
 Every training option comes from the param configuration (eventprop_lab/config.py), so the
 options, their defaults, bounds and help text are the ones the dashboard shows."""
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import param
 
 from .config import SECTIONS
+from .optim import format_rate
 
 HIDDEN = {"n_in", "n_out"}  # set from the data
 
@@ -116,7 +118,7 @@ def _train(args, parser):
         overrides = {k: getattr(args, k) for k in RESUME_OPTIONS if getattr(args, k) is not None}
         run = TrainingRun.resume(ckpt, observers=[progress], **overrides)
         print(f"resuming {ckpt} after epoch {run.epoch} ({run.wall_s:.1f} s so far), "
-              f"learning rate {_rate(run.trainer.schedule.lr)}", flush=True)
+              f"learning rate {format_rate(run.trainer.schedule.lr)}", flush=True)
     else:
         c = configs_from_args(args, parser)
         print(f"loading {c['run'].dataset} ...", flush=True)
@@ -159,12 +161,6 @@ def _flag(dest):
     return "--" + dest.split(".")[1].replace("_", "-")
 
 
-def _rate(lr):
-    from .optim import format_rate
-
-    return format_rate(lr)
-
-
 def _best_line(summary):
     """'best validation 0.612 at epoch 29 (41.3 s); test at best validation 0.590'"""
     on = summary["best_on"]
@@ -180,8 +176,6 @@ def _best_line(summary):
 
 def _command(args, lr):
     """The train command of these args, with the learning rate replaced: to start again."""
-    import shlex
-
     words = ["eventprop-lab", "train"]
     for dest, value in vars(args).items():
         if "." not in dest or value is None or dest == "training.lr":
@@ -191,7 +185,7 @@ def _command(args, lr):
         else:
             text = ",".join(str(x) for x in value) if isinstance(value, (list, tuple)) else str(value)
             words += [_flag(dest), shlex.quote(text)]
-    return " ".join(words + ["--lr", _rate(lr)])
+    return " ".join(words + ["--lr", format_rate(lr)])
 
 
 def _diverged_message(exc, run, args):
@@ -210,8 +204,8 @@ def _diverged_message(exc, run, args):
             lines[-1] += (f"; {best} holds epoch {best_state['epoch']}, the best so far ({on} accuracy "
                           f"{run.best['validation_accuracy']:.3f})")
         lines[-1] += "."
-        lines.append(f"to continue with half its learning rate: eventprop-lab train --resume {run.out} "
-                     f"--lr {_rate(state['lr_base'] / 2)}")
+        lines.append(f"to continue with half its learning rate: eventprop-lab train --resume "
+                     f"{shlex.quote(str(run.out))} --lr {format_rate(state['lr_base'] / 2)}")
     else:
         lines.append("kept: no checkpoint; the run stopped in its first epoch.")
         lines.append(f"to start again with half the learning rate: {_command(args, run.training.lr / 2)}")

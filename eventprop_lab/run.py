@@ -141,7 +141,8 @@ class EpochProgress:
         epoch, batch = run.epoch + 1, self.next + 1
         where = f"epoch {epoch} batch {batch}"
         if exc.what == "weights":
-            why = f"the weights themselves are NaN or infinite ({', '.join(exc.names)}); skipping batches cannot repair them"
+            why = (f"the weights themselves are NaN or infinite ({', '.join(exc.names)}); skipping batches "
+                   "cannot repair them")
         elif self.skipped >= rule.max_per_epoch:
             why = (f"NaN or infinite values in {self.skipped + 1} batches of this epoch (the last in {exc.source()}), "
                    f"more than the {rule.max_per_epoch} allowed, though the learning rate was halved after each "

@@ -15,7 +15,7 @@ from eventprop_lab.observe import read_metrics
 from eventprop_lab.optim import Adam, LearningRateSchedule
 from eventprop_lab.run import NonFiniteRule, TrainingDiverged, TrainingRun, load_checkpoint
 from test_cli import _train_args, h5_data  # noqa: F401 (a fixture)
-from test_run import make_run, toy_data
+from test_run import make_run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,7 +69,8 @@ def test_a_nan_gradient_skips_the_batch_halves_the_rate_and_training_goes_on(tmp
     assert (lr, base) == (5e-3, 5e-3)
     d = event.data
     assert d["message"] == "non-finite gradient (W_in) at epoch 1 batch 3: batch skipped, lr 1e-2 → 5e-3"
-    assert (d["epoch"], d["batch"], d["step"], d["quantity"], d["lr_old"], d["lr_new"]) == (1, 3, 2, "gradient", 1e-2, 5e-3)
+    assert (d["epoch"], d["batch"], d["step"], d["quantity"]) == (1, 3, 2, "gradient")
+    assert (d["lr_old"], d["lr_new"]) == (1e-2, 5e-3)
     assert d["label"]  # the dashboard draws a marker for events with a label
 
     records = read_metrics(tmp_path / "run" / "metrics.jsonl")
