@@ -312,8 +312,9 @@ class TrainingRun:
     # ---- summary -------------------------------------------------------------------------
     def write_summary(self, stopped=None):
         """summary.json in the run folder (written atomically): the best epoch, its wall time and
-        test accuracy (best.npz on the test set), the last train accuracy, total wall time and
-        training speed. `stopped`: why training ended early, if it did. Returns the dict."""
+        test accuracy (best.npz on the test set), the test accuracy of the last weights, the last
+        train accuracy, total wall time and training speed. `stopped`: why training ended early, if
+        it did. Returns the dict."""
         has_validation = self.validation_set is not None and len(self.validation_set) > 0
         best = self.best if self.best["epoch"] > 0 else {"validation_accuracy": None, "epoch": None, "wall_s": None}
         summary = {"epochs": self.epoch, "best_on": "validation" if has_validation else "train",
@@ -323,11 +324,14 @@ class TrainingRun:
                    "final_train_accuracy": self.last_train_accuracy, "wall_s": self.wall_s,
                    "train_samples_per_s": self.train_samples / self.train_seconds if self.train_seconds else None,
                    "stopped": stopped}
+        summary.update(test_accuracy_last=None, test_loss_last=None)
         best_file = self.out / "best.npz"
         if summary["test_samples"] and best["epoch"] is not None and best_file.exists():
             params, _, _ = load_checkpoint(best_file)
             test = self.evaluate(self.test_set, params)
             summary.update(test_accuracy_at_best=test["accuracy"], test_loss_at_best=test["loss"])
+            test = self.evaluate(self.test_set) if best["epoch"] != self.epoch else test
+            summary.update(test_accuracy_last=test["accuracy"], test_loss_last=test["loss"])
         text = json.dumps(summary, indent=1) + "\n"
         atomic_write(self.out / "summary.json", lambda f: f.write(text.encode()))
         return summary

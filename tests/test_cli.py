@@ -36,7 +36,7 @@ def test_train_then_resume_then_evaluate(h5_data, tmp_path, capsys):
     assert re.search(r"\ndone: 2 epochs in \d+\.\d s \(\d+ training samples/s\); per epoch in .*epochs.csv, "
                      r"summary in .*summary.json\n", text)
     assert re.search(r"\nbest validation \d\.\d{3} at epoch [12] \(\d+\.\d s\); test at best validation "
-                     r"\d\.\d{3}\n", text)
+                     r"\d\.\d{3}\ntest \(last weights\): loss \d+\.\d{4}, accuracy \d\.\d{3}\n", text)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epochs"] == 2 and summary["test_samples"] == 30 and summary["best_on"] == "validation"
     epochs = [r["epoch"] for r in read_metrics(out / "metrics.jsonl") if r["kind"] == "epoch"]

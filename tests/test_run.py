@@ -151,6 +151,7 @@ def test_the_summary_holds_the_best_epoch_its_test_accuracy_and_the_speed(tmp_pa
     best_params, best_state, _ = load_checkpoint(out / "best.npz")
     test = run.evaluate(run.test_set, best_params)
     assert summary["test_accuracy_at_best"] == test["accuracy"] and summary["test_loss_at_best"] == test["loss"]
+    assert summary["test_accuracy_last"] == run.evaluate(run.test_set)["accuracy"]
     assert (summary["best_on"], summary["best_epoch"], summary["best_accuracy"], summary["best_wall_s"]) == (
         "validation", best_state["epoch"], run.best["validation_accuracy"], run.best["wall_s"])
     epochs = [r for r in read_metrics(out / "metrics.jsonl") if r["kind"] == "epoch"]
