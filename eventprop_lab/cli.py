@@ -155,7 +155,8 @@ def _train(args, parser):
           f"summary in {run.out / 'summary.json'}")
     print(_best_line(summary), flush=True)
     if summary["test_accuracy_last"] is not None:
-        print(f"test (last weights): loss {summary['test_loss_last']:.4f}, accuracy {summary['test_accuracy_last']:.3f}")
+        print(f"test (last weights): loss {summary['test_loss_last']:.4f}, "
+              f"accuracy {summary['test_accuracy_last']:.3f}")
     return 0
 
 
