@@ -24,7 +24,7 @@ import param
 from bokeh.models import ColumnDataSource, FactorRange, HoverTool
 from bokeh.plotting import figure
 
-from eventprop_lab.infer import InferenceError, describe, hear_in_session
+from eventprop_lab.infer import InferenceError, cochlea, describe, hear_in_session
 from eventprop_lab.session import TrainingSession
 
 from .plots import QUIET, grid
@@ -35,7 +35,47 @@ SYNTHETIC = ("randman-shd",)  # datasets with no speech in them: the note says w
 
 # one worker: requests queue instead of taking CPU from the training two at a time
 _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventprop-speak")
-_warmed = threading.Event()
+_warming = None  # (Future of the warm-up run, whether it ran without a network); see warm_up
+_warm_lock = threading.Lock()
+
+
+def _tone_wav(seconds=0.3, rate=16000):
+    import io
+    import wave
+
+    t = np.arange(int(seconds * rate)) / rate
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype("<i2").tobytes())
+    return buf.getvalue()
+
+
+def _warm(session):
+    try:
+        if session is not None:
+            hear_in_session(_tone_wav(), ".wav", session)
+        else:  # no network yet: the cochlea is most of the wait anyway
+            cochlea().encode(np.sin(np.arange(1600) * 0.1), 16000)
+        return True
+    except Exception:  # a warm-up only: a real request will say what is wrong
+        return False
+
+
+def warm_up(session):
+    """A Future of one run of the whole pipeline on a short tone, once per server process (again
+    if it failed, or ran before the session existed): the cochlea's filters and numba's kernels
+    load on first use, seconds that the first word would otherwise wait."""
+    global _warming
+    with _warm_lock:
+        if _warming is not None:
+            future, without_network = _warming
+            if not (future.done() and (not future.result() or without_network) and session is not None):
+                return future
+        _warming = (_pool.submit(_warm, session), session is None)
+        return _warming[0]
 
 
 class Recorder(pn.custom.JSComponent):
@@ -339,6 +379,7 @@ class Speak(pn.viewable.Viewer):
         if list(self.prob_fig.y_range.factors) != names[::-1]:
             self.prob_fig.y_range.factors = names[::-1]  # the first class on top
             self.prob_fig.height = max(250, 18 * len(names) + 60)
+        self.prob_fig.title.text = f"class probabilities (“{names[k]}”: {heard.probabilities[k]:.2f})"
         self.probabilities.data = {"name": names, "p": heard.probabilities.astype(np.float32),
                                    "color": [HIGHLIGHT if i == k else "#1f77b4" for i in range(len(names))]}
         self.note.object = self._note(heard.snapshot)
@@ -348,34 +389,26 @@ class Speak(pn.viewable.Viewer):
         if snap.dataset.lower() in SYNTHETIC:
             return (f"_The network is training on **{snap.dataset}**, a synthetic stand-in with no speech in it, so its "
                     f"answers to speech mean nothing yet: the classes are its {len(snap.class_names)} synthetic ones. "
-                    "Load a speech dataset (dataset `shd`, then reset) to train it on spoken digits._")
+                    "Train it on spoken digits to hear sense: dataset `shd`, or the synthesised "
+                    "`data_cache/tts-digits/tts_digits_train.h5` that `make tts-digits` writes; then reset._")
         return (f"_The network as it is now, trained on **{snap.dataset}** for {snap.step} steps "
                 f"({len(snap.class_names)} classes)._")
 
     def _warm_up(self):
-        """Run the pipeline once on a short tone, in the background, so the first word is answered fast
-        (the cochlea's filters and numba's compiled kernels load on first use)."""
-        session = self.current_session()
-        if session is None or _warmed.is_set():
-            return
-        _warmed.set()
+        """Once the pipeline has run on a short tone (see warm_up), say that the panel is ready."""
+        doc = self._doc
 
-        def tone():
-            import io
-            import wave
+        def ready(future):
+            if doc is not None and doc.session_context is not None:
+                doc.add_next_tick_callback(self._ready)
+            else:
+                self._ready()
 
-            rate = 16000
-            t = np.arange(int(0.3 * rate)) / rate
-            x = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype("<i2")
-            buf = io.BytesIO()
-            with wave.open(buf, "wb") as w:
-                w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate), w.writeframes(x.tobytes())
-            try:
-                hear_in_session(buf.getvalue(), ".wav", session)
-            except Exception:  # a warm-up only: the real request will say what is wrong
-                _warmed.clear()
+        warm_up(self.current_session()).add_done_callback(ready)
 
-        _pool.submit(tone)
+    def _ready(self):
+        if not self.status.object:  # an answer or a problem shown already says more
+            self.status.object = "ready: press record and say a digit, or upload a file"
 
     # ---- layout --------------------------------------------------------------------------
     def __panel__(self):

@@ -7,10 +7,12 @@ batches, so it may run in any thread while the session trains.
 """
 import functools
 import importlib
+import math
 import os
 import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
 import numpy as np
@@ -20,8 +22,13 @@ from kernels import Params, get_engine, make_batch
 from .losses import get_loss
 
 MAX_TRACE_POINTS = 500  # readout traces are returned thinned to this many points (a plot's width)
+# The rate the cochlea hears at: that of the project's spoken digits (scripts/make_tts_digits.py), and
+# the cochlea's cost grows with it (0.6 s of sound took 0.4 s at 16 kHz, 1.25 s at 48 kHz, the rate
+# a browser records at). A network trained on 48 kHz sound would want 48000 here.
+AUDIO_RATE = 16000
 SILENCE_DB = -30.0  # frames this far below the loudest are trimmed from the ends
-TRIM_MARGIN_MS = 50.0
+TRIM_MARGIN_MS = 50.0  # kept before and after the sound: the spoken digits start 20-120 ms in
+MAX_GAP_MS = 250.0  # quiet within a word (a stop consonant's closure) is shorter than this
 
 
 class InferenceError(ValueError):
@@ -62,14 +69,48 @@ class Heard(NamedTuple):
     snapshot: Snapshot
 
 
-def class_names(dataset, n_classes):
-    """The dataset's class names where it carries them (an SHD-layout file's extra/keys), else
+def class_names(dataset, n_classes, source=None, data_dir="data_cache"):
+    """The class names of a run's data: the dataset's own (a `class_names` attribute), else the
+    extra/keys of the SHD-layout file it was read from (`source`: the run's dataset setting), else
     "class 0", "class 1", ..."""
-    for attr in ("class_names", "keys"):
-        names = getattr(dataset, attr, None)
-        if names is not None and not callable(names) and len(names) == n_classes:
-            return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+    names = getattr(dataset, "class_names", None)
+    if names is None and source is not None:
+        names = _file_keys(*_keys_file(str(source), data_dir))
+    if names is not None and len(names) == n_classes:
+        return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
     return tuple(f"class {k}" for k in range(n_classes))
+
+
+def _keys_file(source, data_dir):
+    """(path, modification time) of the file whose extra/keys name the classes of a dataset setting."""
+    key = source.strip()
+    if key.lower() in ("shd", "ssc"):  # where tonic finds the official files (data/sources.py)
+        path = Path(data_dir, key.upper(), f"{key.lower()}_train.h5")
+    elif key.lower().startswith("h5:"):
+        path = Path(key[3:])
+    elif key.lower().endswith((".h5", ".hdf5")):
+        path = Path(key)
+    else:
+        return None, None
+    try:
+        return str(path), path.stat().st_mtime_ns
+    except OSError:
+        return None, None
+
+
+@functools.lru_cache(maxsize=8)
+def _file_keys(path, mtime_ns):
+    # SpikeDataset does not keep extra/keys, so they are read here (once per file version)
+    if path is None:
+        return None
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            keys = f["extra/keys"][()] if "extra/keys" in f else None
+        return None if keys is None or np.ndim(keys) != 1 else tuple(keys)
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def snapshot(session, attempts=3) -> Snapshot:
@@ -83,7 +124,7 @@ def snapshot(session, attempts=3) -> Snapshot:
         if session.run is not run:  # reset while we read
             continue
         train = run.train_set
-        names = class_names(train, params.n_out)
+        names = class_names(train, params.n_out, run.run_cfg.dataset, run.run_cfg.data_dir)
         return Snapshot(params=params, loss=progress["loss"], dt=float(run.training.dt),
                         n_steps=int(run.training.n_steps), n_channels=int(train.n_channels),
                         inputs=run._inputs, class_names=names, step=int(progress["step"]),
@@ -126,11 +167,17 @@ def predict(snap: Snapshot, times_ms, channels):
     samples = snap.inputs([(np.asarray(times_ms, np.float64), np.asarray(channels, np.int64))])
     batch = make_batch(samples, snap.params.n_in, snap.dt, snap.n_steps)
     loss = get_loss(snap.loss)
-    # an engine of our own: the numba engine's only state is its spike-store size, and GeNN's
-    # compiled model belongs to the trainer; numba gives the same spikes (README, the GeNN backend)
-    record = get_engine("numba").forward(snap.params, batch, **loss.record_options())
+    record = _engine().forward(snap.params, batch, **loss.record_options())
     decision = int(loss.evaluate(record, np.zeros(1, np.int64), snap.params).prediction[0])
     return record.mean_v[0], probabilities(loss, record, snap.params), decision, int(record.n_spikes[0])
+
+
+@functools.lru_cache(maxsize=1)
+def _engine():
+    # an engine of our own, whatever the trainer's backend: a GeNN model is compiled for the trainer's
+    # batches, and numba gives the same spikes (README, the GeNN backend). The numba engine's only
+    # state is the size of its spike store, which only grows, so threads may share it.
+    return get_engine("numba")
 
 
 def _audio():
@@ -169,9 +216,22 @@ def decode(data: bytes, suffix=".wav"):
         os.unlink(path)
 
 
-def trim_silence(samples, rate, floor_db=SILENCE_DB, margin_ms=TRIM_MARGIN_MS):
-    """The samples without the quiet before and after the loudest part (SHD's words start at
-    their onset; a recording starts whenever the button was pressed)."""
+def resample(samples, rate, to=AUDIO_RATE):
+    """(samples at `to` Hz, to); polyphase, so a browser's 48 kHz becomes 16 kHz without aliasing."""
+    rate = int(rate)
+    if rate == to:
+        return samples, rate
+    from scipy.signal import resample_poly
+
+    g = math.gcd(rate, to)
+    return resample_poly(samples, to // g, rate // g), to
+
+
+def trim_silence(samples, rate, floor_db=SILENCE_DB, margin_ms=TRIM_MARGIN_MS, gap_ms=MAX_GAP_MS):
+    """The word in a recording: the loudest stretch of sound, quiet gaps shorter than gap_ms
+    included (the closure in "six"), with margin_ms on either side. A recording starts whenever the
+    button was pressed, and the spoken digits a network learns from start at their onset; a click
+    or a cough apart from the word is left out, and the cochlea's cost follows the length kept."""
     samples = np.asarray(samples, np.float64)
     frame = max(int(rate * 0.01), 1)
     n = len(samples) // frame
@@ -179,16 +239,20 @@ def trim_silence(samples, rate, floor_db=SILENCE_DB, margin_ms=TRIM_MARGIN_MS):
         return samples
     rms = np.sqrt(np.mean(samples[:n * frame].reshape(n, frame) ** 2, axis=1))
     loud = np.flatnonzero(rms >= rms.max() * 10 ** (floor_db / 20))
+    breaks = np.flatnonzero(np.diff(loud) > gap_ms / 10) + 1
+    stretches = np.split(loud, breaks)
+    word = max(stretches, key=lambda frames: np.sum(rms[frames[0]:frames[-1] + 1] ** 2))
     margin = int(rate * margin_ms / 1000)
-    start = max(loud[0] * frame - margin, 0)
-    stop = min((loud[-1] + 1) * frame + margin, len(samples))
+    start = max(word[0] * frame - margin, 0)
+    stop = min((word[-1] + 1) * frame + margin, len(samples))
     return samples[start:stop]
 
 
-def hear(data: bytes, suffix: str, snap: Snapshot, trim=True) -> Heard:
-    """Decode, trim, encode with the cochlea and run the network: everything the Speak panel shows."""
+def hear(data: bytes, suffix: str, snap: Snapshot, trim=True, rate_hz=AUDIO_RATE) -> Heard:
+    """Decode, resample, trim, encode with the cochlea and run the network: everything the Speak
+    panel shows."""
     t0 = time.perf_counter()
-    samples, rate = decode(data, suffix)
+    samples, rate = resample(*decode(data, suffix), to=rate_hz)
     notes = []
     if trim:
         kept = trim_silence(samples, rate)

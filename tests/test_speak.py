@@ -117,6 +117,27 @@ def test_a_run_with_the_delay_line_hears_through_its_own_expansion(tmp_path):
         s.stop()
 
 
+def test_trimming_keeps_the_word_with_its_inner_gap_and_leaves_out_a_click_and_the_quiet():
+    rate = 16000
+    tone = lambda sec, amp: amp * np.sin(2 * np.pi * 300 * np.arange(int(sec * rate)) / rate)
+    quiet = lambda sec: np.zeros(int(sec * rate))
+    # a click, quiet, "si", a 100 ms closure, "ks", quiet
+    x = np.concatenate([quiet(0.1), tone(0.01, 0.9), quiet(0.5), tone(0.25, 0.5), quiet(0.1), tone(0.1, 0.3),
+                        quiet(0.6)])
+    kept = infer.trim_silence(x, rate)
+    assert len(kept) / rate == pytest.approx(0.45 + 2 * infer.TRIM_MARGIN_MS / 1000, abs=0.02)
+    assert np.abs(kept[:int(0.04 * rate)]).max() == 0  # the margin before the word, not the click
+
+
+def test_a_browsers_48khz_recording_is_heard_at_the_cochleas_16khz(session):
+    x, rate = infer.resample(np.sin(2 * np.pi * 1000 * np.arange(48000) / 48000), 48000)
+    assert rate == 16000 and len(x) == 16000
+    spectrum = np.abs(np.fft.rfft(x[1000:-1000]))
+    assert abs(np.argmax(spectrum) * 16000 / len(x[1000:-1000]) - 1000) < 2
+    heard = hear_in_session(vowel_wav(rate=48000), ".wav", session)
+    assert 0.55 <= heard.audio_seconds <= 0.75 and heard.probabilities.shape == (4,)
+
+
 def test_a_long_recording_is_cropped_to_the_trial_and_says_so(session):
     heard = hear_in_session(vowel_wav(seconds=1.5, lead=0.0), ".wav", session)
     assert heard.audio_seconds == pytest.approx(0.6, abs=0.01)
@@ -150,13 +171,21 @@ def test_under_numbas_workqueue_layer_listening_waits_for_a_pause(session, monke
     assert hear_in_session(vowel_wav(), ".wav", session).probabilities.shape == (4,)
 
 
-def test_class_names_come_from_the_dataset_where_it_has_them():
+def test_class_names_come_from_the_dataset_or_its_files_keys(tmp_path):
     class Named:
         class_names = [b"zero", b"one"]
 
     assert infer.class_names(Named(), 2) == ("zero", "one")
     assert infer.class_names(object(), 3) == ("class 0", "class 1", "class 2")
     assert infer.class_names(Named(), 3) == ("class 0", "class 1", "class 2")  # names that do not fit are not used
+    from eventprop_lab.data import write_shd_h5
+
+    path = tmp_path / "digits_train.h5"
+    write_shd_h5(path, [(np.array([1.0]), np.array([3]))] * 2, np.array([0, 1]), np.array([0, 0]),
+                 keys=["zero", "one"])
+    assert infer.class_names(object(), 2, source=str(path)) == ("zero", "one")
+    assert infer.class_names(object(), 2, source=f"h5:{path}") == ("zero", "one")
+    assert infer.class_names(object(), 2, source="shd", data_dir=tmp_path) == ("class 0", "class 1")  # no file
 
 
 # ---- the panel, without a browser ----------------------------------------------------------

@@ -16,8 +16,9 @@ from pages import column, column_length, open_page
 RATE = 16000
 
 
-def vowel(seconds=1.0, rate=RATE, f0=130.0):
-    """A vowel-like harmonic sound (two formants, a slow wobble), as 16-bit mono WAV bytes."""
+def vowel(seconds=0.55, lead=0.15, tail=0.3, rate=RATE, f0=130.0):
+    """A word-long vowel-like sound (harmonics under two formants, a slow wobble) between quiet, as
+    16-bit mono WAV bytes; Chromium's fake microphone plays it over and over."""
     t = np.arange(int(seconds * rate)) / rate
     pitch = f0 * (1 + 0.03 * np.sin(2 * np.pi * 3 * t))
     phase = 2 * np.pi * np.cumsum(pitch) / rate
@@ -25,7 +26,8 @@ def vowel(seconds=1.0, rate=RATE, f0=130.0):
     for k in range(1, 30):
         weight = np.exp(-((k * f0 - 650) / 180) ** 2) + 0.6 * np.exp(-((k * f0 - 1100) / 250) ** 2) + 0.03
         x += weight * np.sin(k * phase)
-    x *= 0.5 / np.abs(x).max()
+    x *= np.hanning(len(x)) ** 0.25 * 0.5 / np.abs(x).max()
+    x = np.concatenate([np.zeros(int(lead * rate)), x, np.zeros(int(tail * rate))])
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:
         w.setnchannels(1)
@@ -55,7 +57,7 @@ def has_data(page, source, col, timeout_ms):
         return c && c.length > 0; })""", arg=[source, col], timeout=timeout_ms)
 
 
-def record(page, seconds=1.2):
+def record(page, seconds=1.5):
     """Press record, let the fake microphone play for `seconds`, press stop; returns the time of the stop."""
     button = page.get_by_role("button", name=re.compile("record"))
     button.wait_for(timeout=60_000)
@@ -85,10 +87,9 @@ def shown_latency(page):
 
 
 def wait_warm(page):
-    # the first answer of a server process pays for loading the network's kernels; the panel warms
-    # them in the background as it opens, and the test measures what a user gets after that
-    page.get_by_text("Speak a digit").wait_for(timeout=90_000)
-    time.sleep(3.0)
+    # the first answer of a server process would pay for loading the cochlea and the network's
+    # kernels; the panel runs them once as it opens, and the test measures what a user gets after that
+    page.get_by_text(re.compile("^ready: press record")).wait_for(timeout=120_000)
 
 
 def test_recording_a_word_shows_its_spikes_and_the_networks_answer_and_an_upload_does_too(served_app, browser, voice,
@@ -109,13 +110,15 @@ def test_recording_a_word_shows_its_spikes_and_the_networks_answer_and_an_upload
     if os.environ.get("SPEAK_SCREENSHOT"):
         time.sleep(1.0)  # the plots finish drawing
         page.screenshot(path=os.environ["SPEAK_SCREENSHOT"], full_page=True)
-    # an uploaded file goes the same way
+    # an uploaded file (another, longer vowel) goes the same way
     before = column(page, "speak_raster", "t")
-    page.locator("input[type=file]").set_input_files(str(voice))
+    upload = tmp_path / "upload.wav"
+    upload.write_bytes(vowel(seconds=0.8, f0=210.0))
+    page.locator("input[type=file]").set_input_files(str(upload))
     page.wait_for_function("""(n) => window.Bokeh.documents.some(d => {
         const s = d.get_model_by_name("speak_raster"); const t = s && (s.data.get ? s.data.get("t") : s.data.t);
         return t && t.length !== n; })""", arg=len(before), timeout=60_000)
-    page.get_by_text(re.compile(r"^encoded ")).wait_for(timeout=30_000)
+    page.get_by_text(re.compile(r"encoded 0\.9\d s of audio")).wait_for(timeout=30_000)
     # an unreadable upload is said in the panel
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot a wav")
