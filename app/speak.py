@@ -13,6 +13,8 @@ on a LAN address can upload files but not record (serve with --ssl-certfile/--ss
 Threading: the work (decode, cochlea, forward pass) runs on one worker thread shared by all browser
 sessions, never on the server's event loop; its result is drawn in a next-tick callback of the
 browser session's document, where Bokeh models may be changed."""
+import base64
+import binascii
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -187,15 +189,20 @@ export function render({ model, el }) {
     timer.textContent = "recording…";
   }
 
+  function release() {  // the browser's "recording" indicator goes off
+    const { stream, ctx, source, node } = rec;
+    rec = null;
+    source.disconnect(); node.disconnect();
+    stream.getTracks().forEach((t) => t.stop());
+    ctx.close();
+  }
+
   function stop() {
     if (!rec) return;
-    const { stream, ctx, chunks, source, node } = rec;
-    rec = null;
-    stoppedAt = performance.now();
-    source.disconnect(); node.disconnect();
-    stream.getTracks().forEach((t) => t.stop());  // the browser's "recording" indicator goes off
+    const { ctx, chunks } = rec;
     const rate = ctx.sampleRate;
-    ctx.close();
+    stoppedAt = performance.now();
+    release();
     const samples = chunks.reduce((a, c) => a + c.length, 0);
     if (!samples) { fail("nothing was recorded (is the microphone muted?)"); return; }
     model.send_msg({ kind: "wav", data: base64(wav16(chunks, rate)), rate, seconds: samples / rate });
@@ -204,6 +211,7 @@ export function render({ model, el }) {
   }
 
   button.addEventListener("click", () => (rec ? stop() : start()));
+  model.on("remove", () => { if (rec) release(); });  // the tab was closed while recording
   model.on("busy", () => { if (!rec) idle(); });
   // the answer comes as a message, not a parameter: the same answer twice must still show
   model.on("msg:custom", (msg) => {
@@ -227,9 +235,6 @@ export function render({ model, el }) {
     def _handle_msg(self, msg):
         kind = msg.get("kind") if isinstance(msg, dict) else None
         if kind == "wav" and self.on_wav is not None:
-            import base64
-            import binascii
-
             try:
                 data = base64.b64decode(msg.get("data") or "", validate=True)
             except (binascii.Error, TypeError, ValueError):
@@ -314,7 +319,7 @@ class Speak(pn.viewable.Viewer):
         self._set_busy(True, "listening…")
 
         def done(future):
-            doc.add_next_tick_callback(lambda: self._finish(future.result()))
+            _on_loop(doc, lambda: self._finish(future.result()))
 
         _pool.submit(self._work, data, suffix, received).add_done_callback(done)
 
@@ -400,7 +405,7 @@ class Speak(pn.viewable.Viewer):
 
         def ready(future):
             if doc is not None and doc.session_context is not None:
-                doc.add_next_tick_callback(self._ready)
+                _on_loop(doc, self._ready)
             else:
                 self._ready()
 
@@ -426,6 +431,14 @@ class Speak(pn.viewable.Viewer):
             pn.pane.Bokeh(grid(self.raster_fig, self.prob_fig), sizing_mode="stretch_width"),
             pn.pane.Bokeh(grid(self.readout_fig), sizing_mode="stretch_width"),
             sizing_mode="stretch_width")
+
+
+def _on_loop(doc, callback):
+    """Run callback on the document's event loop, where its models may change (from any thread)."""
+    try:
+        doc.add_next_tick_callback(callback)
+    except Exception:  # the page was closed meanwhile: nobody is left to show it to
+        pass
 
 
 def _figure(title, height=280, **kw):

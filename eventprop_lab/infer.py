@@ -7,7 +7,6 @@ batches, so it may run in any thread while the session trains.
 """
 import functools
 import importlib
-import math
 import os
 import tempfile
 import threading
@@ -22,10 +21,6 @@ from kernels import Params, get_engine, make_batch
 from .losses import get_loss
 
 MAX_TRACE_POINTS = 500  # readout traces are returned thinned to this many points (a plot's width)
-# The rate the cochlea hears at: that of the project's spoken digits (scripts/make_tts_digits.py), and
-# the cochlea's cost grows with it (0.6 s of sound took 0.4 s at 16 kHz, 1.25 s at 48 kHz, the rate
-# a browser records at). A network trained on 48 kHz sound would want 48000 here.
-AUDIO_RATE = 16000
 SILENCE_DB = -30.0  # frames this far below the loudest are trimmed from the ends
 TRIM_MARGIN_MS = 50.0  # kept before and after the sound: the spoken digits start 20-120 ms in
 MAX_GAP_MS = 250.0  # quiet within a word (a stop consonant's closure) is shorter than this
@@ -216,17 +211,6 @@ def decode(data: bytes, suffix=".wav"):
         os.unlink(path)
 
 
-def resample(samples, rate, to=AUDIO_RATE):
-    """(samples at `to` Hz, to); polyphase, so a browser's 48 kHz becomes 16 kHz without aliasing."""
-    rate = int(rate)
-    if rate == to:
-        return samples, rate
-    from scipy.signal import resample_poly
-
-    g = math.gcd(rate, to)
-    return resample_poly(samples, to // g, rate // g), to
-
-
 def trim_silence(samples, rate, floor_db=SILENCE_DB, margin_ms=TRIM_MARGIN_MS, gap_ms=MAX_GAP_MS):
     """The word in a recording: the loudest stretch of sound, quiet gaps shorter than gap_ms
     included (the closure in "six"), with margin_ms on either side. A recording starts whenever the
@@ -248,11 +232,11 @@ def trim_silence(samples, rate, floor_db=SILENCE_DB, margin_ms=TRIM_MARGIN_MS, g
     return samples[start:stop]
 
 
-def hear(data: bytes, suffix: str, snap: Snapshot, trim=True, rate_hz=AUDIO_RATE) -> Heard:
-    """Decode, resample, trim, encode with the cochlea and run the network: everything the Speak
-    panel shows."""
+def hear(data: bytes, suffix: str, snap: Snapshot, trim=True) -> Heard:
+    """Decode, trim, encode with the cochlea (at whatever rate the sound has: the cochlea brings
+    every sound to its own rate) and run the network: everything the Speak panel shows."""
     t0 = time.perf_counter()
-    samples, rate = resample(*decode(data, suffix), to=rate_hz)
+    samples, rate = decode(data, suffix)
     notes = []
     if trim:
         kept = trim_silence(samples, rate)

@@ -129,11 +129,7 @@ def test_trimming_keeps_the_word_with_its_inner_gap_and_leaves_out_a_click_and_t
     assert np.abs(kept[:int(0.04 * rate)]).max() == 0  # the margin before the word, not the click
 
 
-def test_a_browsers_48khz_recording_is_heard_at_the_cochleas_16khz(session):
-    x, rate = infer.resample(np.sin(2 * np.pi * 1000 * np.arange(48000) / 48000), 48000)
-    assert rate == 16000 and len(x) == 16000
-    spectrum = np.abs(np.fft.rfft(x[1000:-1000]))
-    assert abs(np.argmax(spectrum) * 16000 / len(x[1000:-1000]) - 1000) < 2
+def test_a_browsers_48khz_recording_is_heard_like_a_16khz_file(session):
     heard = hear_in_session(vowel_wav(rate=48000), ".wav", session)
     assert 0.55 <= heard.audio_seconds <= 0.75 and heard.probabilities.shape == (4,)
 
