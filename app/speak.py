@@ -423,7 +423,7 @@ class Speak(pn.viewable.Viewer):
                             "listens with its weights as they are at that moment; training goes on._"
                             .format(self.max_seconds))
         return pn.Column(
-            "## Speak a digit",
+            pn.pane.Markdown("## Speak a digit", disable_anchors=True),
             self.note,
             pn.Row(self.recorder, pn.pane.Markdown("or upload a file", margin=(8, 10)), self.upload,
                    align="center", sizing_mode="stretch_width"),

@@ -1,7 +1,8 @@
 """The Speak tab in a headless browser with a fake microphone (Chromium plays a generated vowel into
 getUserMedia): record and stop, and the cochlea's raster and the class probabilities reach the page's
-Bokeh sources; the same in classroom mode while the network trains; an uploaded WAV; a refused
-microphone said in the panel. SPEAK_SCREENSHOT=<path.png> keeps a picture of the panel."""
+Bokeh sources; the same in classroom mode while the network trains; an uploaded WAV, an unreadable
+one, a refused microphone, a tab left while recording. SPEAK_SCREENSHOT=<path.png> keeps a picture
+of the panel after the first recording."""
 import io
 import os
 import re
@@ -124,6 +125,11 @@ def test_recording_a_word_shows_its_spikes_and_the_networks_answer_and_an_upload
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot a wav")
     page.locator("input[type=file]").set_input_files(str(bad))
     page.get_by_text(re.compile("^⚠")).wait_for(timeout=30_000)
+    # leaving the tab while recording lets the microphone go, without errors
+    page.get_by_role("button", name=re.compile("record")).click()
+    page.get_by_text(re.compile(r"recording… \d")).wait_for(timeout=30_000)
+    page.get_by_text("Training", exact=True).click()
+    page.get_by_text(re.compile(r"· step \d+")).wait_for(timeout=60_000)
     assert errors == []
 
 
