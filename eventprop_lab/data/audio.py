@@ -12,21 +12,29 @@ data sets for the systematic evaluation of spiking neural networks", IEEE TNNLS 
    spikes are the output.
 
 Channel 0 is the base of the cochlea, where the highest frequencies peak (about 20 kHz); channel 699
-is the apex (about 100 Hz). So in SHD, as here, low channel ids are high pitches: a 300 Hz tone
-peaks near channel 560, 1 kHz near 400, 3 kHz near 255.
+is the apex (about 100 Hz). So in SHD, as in lauscher and here, low channel ids are high pitches: a
+300 Hz tone peaks near channel 558, 1 kHz near 398, 3 kHz near 250, and speech below 8 kHz leaves
+the first ~130 channels near their spontaneous activity.
+
+Every sound is resampled to Cochlea.audio_rate (48 kHz) first, because the chain's spike counts
+depend on the rate it runs at (see Cochlea). Speed: about 0.7 s of CPU per second of audio on one
+core (benchmarks/bench_cochlea.py), plus about 2 s once per process to design the filter bank.
 
 Written from the papers and checked against the published implementation (lauscher, commit 16db85f;
-tests/test_audio.py, tests/data/lauscher_reference.json) but sharing no code with it.
+tests/test_audio.py, tests/data/lauscher_reference.json), sharing no code with it.
 """
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from scipy import fft as sfft
+import param
+from scipy import signal as ssignal
 
-from .cochlea import HairCellParams, MembraneParams, NerveParams, impulse_responses, run_nerve
+from .cochlea import HairCellParams, MembraneParams, NerveParams, membrane_velocity, run_nerve
 
 SILENCE_PEAK = 1e-6  # below this peak amplitude a signal is treated as silent: there is nothing to normalise
 MIN_SAMPLE_RATE = 2000
+BLOCK_VALUES = 4_000_000  # about 50 MB of spectra and filters per block of places
 
 
 class AudioError(ValueError):
@@ -61,6 +69,13 @@ def read_audio(path):
 def check_signal(samples, sample_rate, source=None):
     """Raise AudioError unless samples is a non-empty, finite, audible 1-d signal at a usable rate."""
     where = _where(source)
+    try:
+        rate_ok = float(sample_rate) >= MIN_SAMPLE_RATE and np.isfinite(float(sample_rate))
+    except (TypeError, ValueError):
+        rate_ok = False
+    if not rate_ok:
+        raise AudioError(f"{where}sample rate {sample_rate!r} Hz is unusable; give a number of at least "
+                         f"{MIN_SAMPLE_RATE} Hz")
     if samples.ndim != 1:
         raise AudioError(f"{where}expected a 1-d (mono) signal, got shape {samples.shape}")
     if len(samples) == 0:
@@ -73,15 +88,18 @@ def check_signal(samples, sample_rate, source=None):
     if peak < SILENCE_PEAK:
         raise AudioError(f"{where}the sound is silent (peak amplitude {peak:.2g} < {SILENCE_PEAK:g}); "
                          "a cochlea needs something to hear: check the recording level")
-    if not np.isfinite(sample_rate) or sample_rate < MIN_SAMPLE_RATE:
-        raise AudioError(f"{where}sample rate {sample_rate} Hz is too low; use at least {MIN_SAMPLE_RATE} Hz")
 
 
 def as_mono(samples):
     """float64 1-d samples from a 1-d signal or a (frames, channels) block as soundfile reads it."""
-    samples = np.asarray(samples, np.float64)
+    try:
+        samples = np.asarray(samples, np.float64)
+    except (TypeError, ValueError) as exc:
+        raise AudioError(f"samples must be an array of numbers ({exc})") from exc
     if samples.ndim == 2:
         samples = samples.mean(axis=1)
+    if samples.ndim != 1:
+        raise AudioError(f"expected samples of shape (frames,) or (frames, channels), got {samples.shape}")
     return samples
 
 
@@ -95,65 +113,83 @@ def hann_fade(n):
     return window
 
 
-class Cochlea:
-    """Sound to SHD-layout spikes; holds the model parameters. Seeded and deterministic."""
+class Cochlea(param.Parameterized):
+    """Sound to SHD-layout spikes; holds the model's parameters. Seeded: the same seed and sound give
+    the same spikes.
 
-    def __init__(self, n_channels=700, n_fibres=40, seed=0, rms_level=0.3, fade=True,
-                 membrane=MembraneParams(), hair_cell=HairCellParams(), nerve=None, channel_block=64):
-        self.n_channels = int(n_channels)
-        self.seed = seed
-        self.rms_level = float(rms_level)
-        self.fade = bool(fade)
-        self.membrane = membrane
-        self.hair_cell = hair_cell
-        self.nerve = nerve if nerve is not None else NerveParams(n_fibres=int(n_fibres))
-        self.channel_block = int(channel_block)  # places filtered at once: bounds memory
+    Every input is first resampled to audio_rate. The chain's explicit time steps make its spike
+    counts depend on the rate it runs at (lauscher gives a 1 kHz tone about 4 times the spikes at
+    16 kHz that it gives at 48 kHz), so a fixed rate keeps a file's own rate from changing its spikes.
+    The default, 48 kHz, is the rate of the Heidelberg Digits recordings that SHD was made from."""
+
+    n_channels = param.Integer(700, bounds=(1, 10_000), doc="places along the membrane, base (0) to apex")
+    seed = param.Integer(0, bounds=(0, None), doc="seed of the fibres' random numbers")
+    audio_rate = param.Number(48000.0, bounds=(MIN_SAMPLE_RATE, 384_000), allow_None=True,
+                              doc="Hz; inputs are resampled to this rate. None: each input's own rate, as "
+                                  "lauscher (below 16 kHz its hair-cell step is then unstable)")
+    rms_level = param.Number(0.3, bounds=(0.0, None), inclusive_bounds=(False, True),
+                             doc="RMS the signal is scaled to before the membrane (SHD: 0.3)")
+    fade = param.Boolean(True, doc="fade in and out with a Hann window over the whole signal, as SHD")
+    channel_block = param.Integer(64, bounds=(1, None), doc="places computed at once, at most")
+
+    def __init__(self, n_channels=700, n_fibres=40, seed=0, membrane=None, hair_cell=None, nerve=None, **params):
+        super().__init__(n_channels=n_channels, seed=seed, **params)
+        if int(n_fibres) < 1:
+            raise ValueError(f"n_fibres must be at least 1, got {n_fibres}")
+        self.membrane = membrane or MembraneParams()
+        self.hair_cell = hair_cell or HairCellParams()
+        self.nerve = nerve or NerveParams(n_fibres=int(n_fibres))
 
     @property
     def n_fibres(self):
         return self.nerve.n_fibres
 
-    def prepare(self, samples, sample_rate):
-        """The normalised, faded signal that drives the membrane."""
+    def resample(self, samples, sample_rate):
+        """(samples, rate) at audio_rate (unchanged if audio_rate is None or already the rate)."""
+        if self.audio_rate is None or float(sample_rate) == float(self.audio_rate):
+            return samples, float(sample_rate)
+        ratio = Fraction(float(self.audio_rate) / float(sample_rate)).limit_denominator(1000)
+        return ssignal.resample_poly(samples, ratio.numerator, ratio.denominator), float(self.audio_rate)
+
+    def prepare(self, samples):
+        """The signal that drives the membrane: scaled to rms_level, then faded."""
         x = samples * (self.rms_level / np.sqrt(np.mean(samples**2)))
         return x * hann_fade(len(x)) if self.fade else x
 
     def membrane_velocity(self, x, sample_rate, channels):
-        """Membrane velocity at the given places (rows), sampled at half the audio rate."""
-        h = impulse_responses(float(sample_rate), self.n_channels, self.membrane)[channels]
-        n, n_ir = len(x), h.shape[1]
-        nfft = sfft.next_fast_len(n + n_ir, real=True)
-        # lag 0 first, negative lags wrapped to the end, as impulse_responses lays them out
-        padded = np.zeros((len(channels), nfft))
-        padded[:, :n_ir // 2] = h[:, :n_ir // 2]
-        padded[:, nfft - (n_ir - n_ir // 2):] = h[:, n_ir // 2:]
-        spectrum = sfft.rfft(padded, axis=1) * sfft.rfft(x, nfft)[None, :]
-        # every second sample, without an anti-alias filter, as the SHD chain runs its inner ear at half rate
-        return sfft.irfft(spectrum, nfft, axis=1)[:, :n:2]
+        """Membrane velocity of the prepared signal at the given places, at half the audio rate."""
+        return membrane_velocity(x, sample_rate, channels, self.n_channels, self.membrane)
 
     def encode(self, samples, sample_rate, seed=None):
         """(times_ms float64 sorted ascending, channels int64 in [0, n_channels)).
 
         samples: 1-d, or (frames, channels) which is averaged to mono. seed overrides self.seed.
-        Raises AudioError on empty, silent or non-finite input."""
+        Spikes with equal times come in channel order. Raises AudioError on empty, silent or
+        non-finite input."""
         samples = as_mono(samples)
         check_signal(samples, sample_rate)
+        samples, rate = self.resample(samples, sample_rate)
         rng = np.random.default_rng(self.seed if seed is None else seed)
-        x = self.prepare(samples, sample_rate)
-        rate = sample_rate / 2.0
+        x = self.prepare(samples)
+        inner_rate = rate / 2.0
+        # places per block: at most channel_block, and few enough that a block's spectra stay near
+        # BLOCK_VALUES numbers however long the sound is
+        block = max(1, min(self.channel_block, BLOCK_VALUES // (len(x) + 1)))
         all_steps, all_places = [], []
-        for start in range(0, self.n_channels, self.channel_block):
-            channels = np.arange(start, min(start + self.channel_block, self.n_channels))
-            velocity = self.membrane_velocity(x, sample_rate, channels)
-            steps, places = run_nerve(velocity, rate, self.hair_cell, self.nerve, rng)
+        for start in range(0, self.n_channels, block):
+            channels = np.arange(start, min(start + block, self.n_channels))
+            steps, places = run_nerve(self.membrane_velocity(x, rate, channels), inner_rate, self.hair_cell,
+                                      self.nerve, rng)
             all_steps.append(steps)
             all_places.append(places + start)
         steps, places = np.concatenate(all_steps), np.concatenate(all_places)
         order = np.lexsort((places, steps))
-        return steps[order] * (1000.0 / rate), places[order].astype(np.int64)
+        return steps[order] * (1000.0 / inner_rate), places[order].astype(np.int64)
 
 
-def encode_file(path, cochlea=None, seed=0):
-    """Spikes (times_ms, channels) of a sound file; see Cochlea.encode."""
+def encode_file(path, cochlea=None, seed=None):
+    """Spikes (times_ms, channels) of a sound file; see Cochlea.encode.
+
+    cochlea: a Cochlea (default: Cochlea()); seed: None uses the cochlea's own seed (0 by default)."""
     samples, rate = read_audio(path)
     return (cochlea or Cochlea()).encode(samples, rate, seed=seed)

@@ -1,19 +1,23 @@
-"""Inner hair cells, auditory-nerve fibres and bushy cells: one numba kernel over each place.
+"""Inner hair cells, auditory-nerve fibres and bushy cells: numba kernels over each place.
 
 - Inner hair cell: the transmitter-reservoir model of Meddis (1986, 1988). Free transmitter q in the
   cell is released into the cleft (c) at a rate k(t) that grows with the stimulus; from the cleft it
   is lost (l) or taken back (r) into a reprocessing store (w) that returns it (x) to q, and the
-  factory replenishes q towards M (y). The firing probability of a fibre is h·c per unit time.
+  factory replenishes q towards M (y). A fibre fires with probability h·c per unit time.
 - Auditory-nerve fibres: n_fibres independent fibres per place, each spiking with that probability
   in each time step unless it spiked within its refractory period (Cramer et al. 2020).
 - Bushy cell: one leaky integrate-and-fire neuron per place, driven by the summed exponentially
   decaying currents of its fibres, with an absolute refractory period (Cramer et al. 2020).
 
-Every rate is per second and every time constant in seconds; the kernel discretises them at the
-rate it is given, with the same explicit steps as the SHD conversion chain, so that its spikes
-follow that chain's statistics at its own sampling rate.
+Rates are per second and time constants in seconds; the kernels discretise them at the rate they are
+given with the same explicit steps as the SHD chain. Those steps are coarse for the cleft (its time
+constant 1/(l+r) is 0.11 ms) and the synapses, so the spike statistics depend on the rate: hence
+the cochlea runs them at one fixed rate whatever the input's (see audio.Cochlea.audio_rate).
+
+nerve_kernel runs all three stages in one pass; the per-stage kernels run the same step functions
+with the same random numbers and exist to time and test the stages one by one.
 """
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import numba
 import numpy as np
@@ -21,7 +25,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class HairCellParams:
-    """Meddis (1988) inner-hair-cell constants, "high spontaneous rate" set."""
+    """Meddis (1988) inner-hair-cell constants, as in the SHD chain."""
 
     permeability_offset: float = 5.0     # A: stimulus level at which release starts
     permeability_half: float = 300.0     # B: release saturates as (s+A)/(s+A+B)
@@ -41,8 +45,12 @@ class HairCellParams:
         return c * (self.loss_rate + self.reuptake_rate) / k, c, c * self.reuptake_rate / self.reprocess_rate
 
     def spontaneous_rate(self):
-        """Firing rate of one fibre in silence, spikes/s (before refractoriness)."""
+        """Firing rate of one fibre in silence, spikes/s, before refractoriness (about 65)."""
         return self.firing_gain * self.resting_state()[1]
+
+    def as_array(self):
+        """The constants in field order, then the resting q, c, w: what the kernels take."""
+        return np.array([*astuple(self), *self.resting_state()], np.float64)
 
 
 @dataclass(frozen=True)
@@ -54,97 +62,196 @@ class NerveParams:
     tau_mem: float = 1e-3                # s, bushy-cell membrane
     tau_syn: float = 5e-4                # s, fibre synapses
     bushy_refractory: float = 1e-3       # s
-    total_weight: float = 13e3           # summed weight of all fibres (threshold 1, per s); shared equally
+    total_weight: float = 13e3           # summed weight of all fibres onto a bushy cell (threshold 1, per s)
+
+    def as_array(self):
+        return np.array(astuple(self), np.float64)
+
+
+# ---- one time step of each stage: state in and out as scalars, which numba keeps in registers ----
+
+@numba.njit(cache=True, inline="always")
+def _hair_cell_step(hc, dt, q, c, w, velocity):
+    """Meddis (1988): one explicit Euler step of the pools q, c, w; returns them and the firing probability."""
+    s = velocity + hc[0]
+    k = hc[2] * dt * s / (s + hc[1]) if s > 0.0 else 0.0   # permeability of the membrane to q
+    refill = hc[3] * dt * (hc[8] - q) if q < hc[8] else 0.0
+    release = k * q
+    back = hc[6] * dt * w
+    q_next = max(q + refill - release + back, 0.0)
+    c_next = max(c + release - (hc[4] + hc[5]) * dt * c, 0.0)
+    w_next = max(w + hc[5] * dt * c - back, 0.0)
+    return q_next, c_next, w_next, hc[7] * dt * c_next
+
+
+@numba.njit(cache=True, inline="always")
+def _fibre_step(n_fibres, p, rng, recent, refractory, hazard, threshold, slot):
+    """Spikes among the fibres not refractory, each firing with probability p in this step.
+
+    Exact, with few random numbers: the chance that none of the free fibres fires is
+    (1-p)^free = exp(-free·λ), λ = -log(1-p), so the first step with a spike is where the summed
+    hazard free·λ crosses an exponential threshold. Only there is the count drawn, from the
+    binomial given at least one, by inversion. recent rings the counts of the last refractory
+    steps (their sum is `refractory`, this step's slot is `slot`): a fibre that fired at step j
+    may fire again from step j + len(recent) + 1 on.
+    Returns (spikes, refractory, hazard, threshold, slot)."""
+    free = n_fibres - refractory
+    n = 0
+    if p > 0.0 and free > 0:
+        if p < 0.01:  # -log(1-p) by its series: relative error below p^4/5 = 2e-9
+            lam = p * (1.0 + p * (0.5 + p * (1.0 / 3.0 + p * 0.25)))
+        elif p < 1.0:
+            lam = -np.log1p(-p)
+        else:
+            lam = np.inf
+        hazard += free * lam
+        if hazard >= threshold:
+            if p >= 1.0:
+                n = free
+            else:
+                none = np.exp(-free * lam)
+                u = none + rng.random() * (1.0 - none)  # uniform over the CDF above P(0)
+                odds = p / (1.0 - p)
+                prob = none
+                cdf = none
+                while u > cdf and n < free:
+                    prob *= odds * (free - n) / (n + 1)
+                    n += 1
+                    cdf += prob
+                n = max(n, 1)
+            hazard = 0.0
+            threshold = -np.log(1.0 - rng.random())
+    if len(recent) > 0:
+        refractory += n - recent[slot]
+        recent[slot] = n
+        slot = slot + 1 if slot + 1 < len(recent) else 0  # not t % len: integer division is slow
+    return n, refractory, hazard, threshold, slot
+
+
+@numba.njit(cache=True, inline="always")
+def _bushy_step(t, n_in, v, current, blocked, decay_mem, decay_syn, weight_dt, dead_steps):
+    """LIF step; returns (fired at step t - 1, v, current, blocked).
+
+    As in the SHD chain the membrane is compared with threshold one step after it is charged, and a
+    cell that fired ignores its input for dead_steps steps."""
+    fired = False
+    if t > 0:
+        if blocked <= 0.0:
+            if v < 1.0:
+                v *= decay_mem
+            else:
+                fired = True
+                v = 0.0
+                blocked = dead_steps
+        current *= decay_syn
+    current += n_in
+    if blocked <= 0.0:
+        v = min(v + current * weight_dt, 1.0)
+    return fired, v, current, blocked - 1.0
 
 
 @numba.njit(cache=True)
-def nerve_kernel(velocity, rate, hc, nv, rng, out_steps, out_count):
-    """Bushy-cell spike steps of each place; velocity: (places, steps) membrane velocity.
-
-    hc: the HairCellParams as a float64 array (field order), then its resting state q, c, w.
-    nv: n_fibres, fibre_refractory, tau_mem, tau_syn, bushy_refractory, total_weight as float64.
-    Writes the steps of place i to out_steps[i, :out_count[i]]."""
+def _constants(rate, nv):
     dt = 1.0 / rate
-    a_off, b_half, g, y, l, r, x, h, m = hc[0], hc[1], hc[2], hc[3], hc[4], hc[5], hc[6], hc[7], hc[8]
-    n_fibres = int(nv[0])
-    # A fibre that spiked at step j may spike again at j + d only for d >= refractory/dt.
-    fibre_dead = int(np.ceil(nv[1] * rate)) - 1
-    decay_mem = np.exp(-dt / nv[2])
-    decay_syn = np.exp(-dt / nv[3])
-    bushy_dead = nv[4] * rate
-    weight_dt = nv[5] / n_fibres * dt
-    recent = np.zeros(max(fibre_dead, 1), np.int64)
+    fibre_dead = int(np.ceil(nv[1] * rate)) - 1  # steps j+1 .. j+fibre_dead after a spike at j are refractory
+    return (dt, int(nv[0]), max(fibre_dead, 0), np.exp(-dt / nv[2]), np.exp(-dt / nv[3]),
+            nv[5] / nv[0] * dt, nv[4] * rate)
+
+
+@numba.njit(cache=True)
+def _first_threshold(rng):
+    return -np.log(1.0 - rng.random())
+
+
+# ---- the fused kernel: what the cochlea runs ----
+
+@numba.njit(cache=True)
+def nerve_kernel(velocity, rate, hc, nv, rng, out_steps, out_count):
+    """Bushy-cell spike steps per place from membrane velocity (places, steps) sampled at `rate`.
+
+    hc: HairCellParams.as_array(); nv: NerveParams.as_array(). Writes the steps of place i to
+    out_steps[i, :out_count[i]]."""
+    dt, n_fibres, fibre_dead, decay_mem, decay_syn, weight_dt, dead_steps = _constants(rate, nv)
+    recent = np.zeros(fibre_dead, np.int64)
     for i in range(velocity.shape[0]):
         q, c, w = hc[9], hc[10], hc[11]
         recent[:] = 0
-        refractory_fibres = 0
-        current = 0.0
-        v = 0.0
-        blocked = 0.0
+        refractory, hazard, threshold, slot = 0, 0.0, _first_threshold(rng), 0
+        v, current, blocked = 0.0, 0.0, 0.0
         n_out = 0
         for t in range(velocity.shape[1]):
-            # Meddis (1988), explicit Euler step of the three transmitter pools
-            s = velocity[i, t] + a_off
-            k = g * dt * s / (s + b_half) if s > 0.0 else 0.0
-            refill = y * dt * (m - q) if q < m else 0.0
-            release = k * q
-            back = x * dt * w
-            q_next = max(q + refill - release + back, 0.0)
-            w = max(w + r * dt * c - back, 0.0)
-            c = max(c + release - (l + r) * dt * c, 0.0)
-            q = q_next
-            p = h * dt * c
-            # the fibres not in their refractory period each fire with probability p: binomial, by inversion
-            free = n_fibres - refractory_fibres
-            n_spk = 0
-            if p > 0.0 and free > 0:
-                u = rng.random()
-                if p >= 1.0:
-                    n_spk = free
-                else:
-                    odds = p / (1.0 - p)
-                    prob = (1.0 - p) ** free
-                    cdf = prob
-                    while u > cdf and n_spk < free:
-                        prob *= odds * (free - n_spk) / (n_spk + 1)
-                        n_spk += 1
-                        cdf += prob
-            if fibre_dead > 0:
-                slot = t % fibre_dead
-                refractory_fibres += n_spk - recent[slot]
-                recent[slot] = n_spk
-            # bushy cell: the membrane is checked against threshold one step after it is charged
-            if t > 0:
-                if blocked <= 0.0:
-                    if v < 1.0:
-                        v *= decay_mem
-                    else:
-                        out_steps[i, n_out] = t - 1
-                        n_out += 1
-                        v = 0.0
-                        blocked = bushy_dead
-                current *= decay_syn
-            current += n_spk
-            if blocked <= 0.0:
-                v = min(v + current * weight_dt, 1.0)
-            blocked -= 1.0
+            q, c, w, p = _hair_cell_step(hc, dt, q, c, w, velocity[i, t])
+            n_in, refractory, hazard, threshold, slot = _fibre_step(n_fibres, p, rng, recent, refractory, hazard,
+                                                                    threshold, slot)
+            fired, v, current, blocked = _bushy_step(t, n_in, v, current, blocked, decay_mem, decay_syn,
+                                                     weight_dt, dead_steps)
+            if fired:
+                out_steps[i, n_out] = t - 1
+                n_out += 1
         out_count[i] = n_out
+
+
+# ---- the same stages one at a time ----
+
+@numba.njit(cache=True)
+def hair_cell_kernel(velocity, rate, hc):
+    """Firing probability per step of one fibre, (places, steps)."""
+    out = np.empty(velocity.shape)
+    for i in range(velocity.shape[0]):
+        q, c, w = hc[9], hc[10], hc[11]
+        for t in range(velocity.shape[1]):
+            q, c, w, out[i, t] = _hair_cell_step(hc, 1.0 / rate, q, c, w, velocity[i, t])
+    return out
+
+
+@numba.njit(cache=True)
+def fibre_kernel(probability, rate, nv, rng):
+    """Spikes per step summed over the fibres of each place, (places, steps)."""
+    _, n_fibres, fibre_dead, _, _, _, _ = _constants(rate, nv)
+    out = np.empty(probability.shape, np.int64)
+    recent = np.zeros(fibre_dead, np.int64)
+    for i in range(probability.shape[0]):
+        recent[:] = 0
+        refractory, hazard, threshold, slot = 0, 0.0, _first_threshold(rng), 0
+        for t in range(probability.shape[1]):
+            out[i, t], refractory, hazard, threshold, slot = _fibre_step(n_fibres, probability[i, t], rng, recent,
+                                                                         refractory, hazard, threshold, slot)
+    return out
+
+
+@numba.njit(cache=True)
+def bushy_kernel(fibre_spikes, rate, nv, out_steps, out_count):
+    """Bushy-cell spike steps per place from summed fibre spikes; output as in nerve_kernel."""
+    _, _, _, decay_mem, decay_syn, weight_dt, dead_steps = _constants(rate, nv)
+    for i in range(fibre_spikes.shape[0]):
+        v, current, blocked = 0.0, 0.0, 0.0
+        n_out = 0
+        for t in range(fibre_spikes.shape[1]):
+            fired, v, current, blocked = _bushy_step(t, fibre_spikes[i, t], v, current, blocked, decay_mem,
+                                                     decay_syn, weight_dt, dead_steps)
+            if fired:
+                out_steps[i, n_out] = t - 1
+                n_out += 1
+        out_count[i] = n_out
+
+
+def spike_buffers(n_places, n_steps, rate, nerve):
+    """Output arrays big enough for the most a bushy cell can fire: once per dead time plus a step."""
+    cap = n_steps // (int(np.ceil(nerve.bushy_refractory * rate)) + 1) + 2
+    return np.empty((n_places, cap), np.int64), np.zeros(n_places, np.int64)
+
+
+def flatten_spikes(out_steps, out_count):
+    """(steps, places) from the per-place buffers."""
+    places = np.repeat(np.arange(len(out_count)), out_count)
+    steps = np.concatenate([out_steps[i, :n] for i, n in enumerate(out_count)]) if len(out_count) else \
+        np.zeros(0, np.int64)
+    return steps, places
 
 
 def run_nerve(velocity, rate, hair_cell, nerve, rng):
     """(steps, places) of all bushy-cell spikes for a (places, steps) velocity block."""
-    hc = np.array([hair_cell.permeability_offset, hair_cell.permeability_half, hair_cell.release_rate,
-                   hair_cell.replenish_rate, hair_cell.loss_rate, hair_cell.reuptake_rate,
-                   hair_cell.reprocess_rate, hair_cell.firing_gain, hair_cell.max_free_transmitter,
-                   *hair_cell.resting_state()], np.float64)
-    nv = np.array([nerve.n_fibres, nerve.fibre_refractory, nerve.tau_mem, nerve.tau_syn,
-                   nerve.bushy_refractory, nerve.total_weight], np.float64)
-    n_places, n_steps = velocity.shape
-    # a bushy cell fires at most once per refractory period plus one step
-    cap = n_steps // max(int(np.ceil(nerve.bushy_refractory * rate)) + 1, 1) + 2
-    out_steps = np.empty((n_places, cap), np.int64)
-    out_count = np.zeros(n_places, np.int64)
-    nerve_kernel(np.ascontiguousarray(velocity, np.float64), float(rate), hc, nv, rng, out_steps, out_count)
-    places = np.repeat(np.arange(n_places), out_count)
-    steps = np.concatenate([out_steps[i, :out_count[i]] for i in range(n_places)]) if n_places else np.zeros(0, np.int64)
-    return steps, places
+    out_steps, out_count = spike_buffers(*velocity.shape, rate, nerve)
+    nerve_kernel(np.ascontiguousarray(velocity), float(rate), hair_cell.as_array(), nerve.as_array(),
+                 rng, out_steps, out_count)
+    return flatten_spikes(out_steps, out_count)
