@@ -5,8 +5,12 @@ import numpy as np
 class Adam:
     """Adam over a dict of named arrays; each step replaces the dict's entries with new arrays."""
 
-    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, lr_scale=None):
         self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+        # per-parameter factors on the learning rate: Adam's step is about lr whatever a weight's
+        # scale, so a matrix initialised 10x smaller (W_in with the delay line) moves 10x faster
+        # relative to its size unless its rate is scaled with it
+        self.lr_scale = dict(lr_scale or {})
         self.t = 0
         self.m = {}
         self.v = {}
@@ -34,7 +38,8 @@ class Adam:
             np.minimum(g2, np.finfo(v.dtype).max / 2, out=g2)
             v = self.beta2 * v + ((1.0 - self.beta2) * g2).astype(v.dtype)
             with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported, not warned about
-                x = (x - (lr / c1) * m / (np.sqrt(v / c2) + self.eps)).astype(x.dtype, copy=False)
+                step = lr * self.lr_scale.get(name, 1.0) / c1
+                x = (x - step * m / (np.sqrt(v / c2) + self.eps)).astype(x.dtype, copy=False)
             new[name] = x, m, v
         bad = [name for name, (x, _, _) in new.items() if not np.all(np.isfinite(x))]
         if bad:
