@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import param
 
-from .config import SECTIONS
+from .config import PRESETS, SECTIONS, apply_preset
 from .optim import format_rate
 
 HIDDEN = {"n_in", "n_out"}  # set from the data
@@ -22,6 +22,9 @@ def _parse_list(text):
 
 
 def add_config_options(parser):
+    parser.add_argument("--preset", choices=list(PRESETS), default=None,
+                        help="start from a named recipe (eventprop_lab/config.py PRESETS); options given "
+                             "explicitly override it. paper: delay line, heterogeneous tau, shift + blend")
     for section, cls in SECTIONS.items():
         group = parser.add_argument_group(f"{section} options")
         for name, p in cls.param.objects("existing").items():
@@ -49,6 +52,8 @@ def add_config_options(parser):
 def configs_from_args(args, parser):
     """Param objects with the options given; a bad value stops with param's message."""
     configs = {sec: cls() for sec, cls in SECTIONS.items()}
+    if getattr(args, "preset", None):
+        apply_preset(configs, args.preset)
     for key, value in vars(args).items():
         if "." not in key or value is None:
             continue

@@ -39,6 +39,47 @@ class RunConfig(param.Parameterized):
 SECTIONS = {"run": RunConfig, "network": NetworkConfig, "training": TrainingConfig, "augment": AugmentConfig}
 
 
+# Named recipes: {"section.option": value}. A preset is applied before explicit options, which
+# win. Every preset also returns the class default of each key another preset sets, so switching
+# from one preset to another (the dashboard) leaves nothing of the first behind. The measurements
+# behind these values are in docs/results.md, "Why training was unstable".
+PRESETS = {
+    "default": {},
+    "paper": {
+        # the paper's final recipe (spec §5-6): delay line, heterogeneous tau, shift + blend, L_sum_exp
+        "network.delay_line": True,
+        "network.heterogeneous_tau": True,
+        "network.het_weight_norm": True,
+        "augment.shift": True,
+        "augment.blend": True,
+        "training.loss": "sum_exp",
+        "training.lr": 1e-3,
+        "run.epochs": 50,
+    },
+}
+
+
+def preset_values(name):
+    """{"section.option": value} of a preset, including the defaults it implies (see PRESETS)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    values = {}
+    for preset in PRESETS.values():
+        for key in preset:
+            section, option = key.split(".")
+            values[key] = SECTIONS[section].param[option].default
+    values.update(PRESETS[name])
+    return values
+
+
+def apply_preset(configs, name):
+    """Set a preset's values on {section: param object}; returns configs."""
+    for key, value in preset_values(name).items():
+        section, option = key.split(".")
+        setattr(configs[section], option, value)
+    return configs
+
+
 def config_to_dict(configs):
     """{section: {name: value}} of param objects, for checkpoints and metrics files."""
     return {sec: {k: v for k, v in obj.param.values().items() if k != "name"} for sec, obj in configs.items()}
