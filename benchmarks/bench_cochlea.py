@@ -1,8 +1,9 @@
 """Speed of the artificial cochlea (eventprop_lab.data.audio): CPU seconds per second of audio.
 
-Run:  .venv/bin/python benchmarks/bench_cochlea.py            (about 30 s on a quiet 2-core machine)
-      PYTHONPATH=/tmp/lauscher_src .venv/bin/python benchmarks/bench_cochlea.py --lauscher
-                                                             (adds lauscher's column: many minutes)
+Run:  .venv/bin/python benchmarks/bench_cochlea.py            (about a minute on a 2-core machine)
+      PYTHONPATH=/tmp/lauscher_src .venv/bin/python benchmarks/bench_cochlea.py --lauscher /tmp/lvenv/bin/python
+          adds lauscher's column (minutes): the given Python, which must import lauscher (it needs
+          matplotlib, which this project does not), times it in a subprocess on the same 1 s clip
 
 What is measured
 ----------------
@@ -18,15 +19,27 @@ membrane filter bank), IHC (Meddis hair cells), fibres (40 refractory fibres per
 LIF cells). "total" is Cochlea.encode, which runs the three last stages fused in one pass over each
 block of places, so it is less than the sum of the stages.
 
-lauscher (commit 16db85f), measured once on this machine (2 cores shared with other work) by
-this script with --lauscher: Wave2Spike(700) on the 1 s clip at 16 kHz took 660 s of CPU (main
-process and its worker pool), i.e. about 660 s per second of audio; see the table it prints. Its
-BM uses a process pool; the hair-cell and bushy-cell stages are Python loops over samples.
+Measured on this project's 2-core machine, shared with other work, with --lauscher:
+
+    audio_rate  clip      BM     IHC  fibres   bushy   total  spikes  lauscher   (CPU s per s of audio)
+         48000    1s   0.244   0.100   0.241   0.046   0.612    2398
+         48000    3s   0.212   0.122   0.265   0.045   0.612   10425
+         16000    1s   0.054   0.028   0.110   0.015   0.216    8786     121.8
+         16000    3s   0.058   0.029   0.120   0.016   0.225   31495
+    set-up: 3.4 s CPU at 48 kHz, 0.8 s at 16 kHz
+    RESULT cpu_s_per_audio_s=0.612
+
+lauscher (commit 16db85f, Wave2Spike(700), its own process pool) took 121.8 s of CPU for the 1 s
+clip at 16 kHz (9107 spikes against our 8786 with one seed each): about 560 times ours. Its
+membrane stage is vectorised numpy in a pool; its hair-cell and bushy-cell stages are Python loops
+over samples, so at 48 kHz it has three times the samples to loop over (not timed here; the runs of
+tests/data took 8-10 minutes of wall time for 0.3-0.4 s clips with two seeds).
 """
 import argparse
 import resource
+import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -84,28 +97,41 @@ def best(fn, repeats):
     return out
 
 
-def time_lauscher(samples, rate):
-    from lauscher.audiowaves import MonoAudioWave
-    from lauscher.transformations.wave2spike import Wave2Spike
+LAUSCHER_SNIPPET = """
+import resource, sys, numpy as np
+from lauscher.audiowaves import MonoAudioWave
+from lauscher.transformations.wave2spike import Wave2Spike
+samples = np.load(sys.argv[1])
+spikes = MonoAudioWave(samples, int(sys.argv[2])).transform(Wave2Spike(num_channels=700))
+use = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+print(sum(u.ru_utime + u.ru_stime for u in use), len(spikes.spike_times))
+"""
 
-    t0 = cpu()
-    spikes = MonoAudioWave(samples.copy(), rate).transform(Wave2Spike(num_channels=700))
-    return cpu() - t0, len(spikes.spike_times)
+
+def time_lauscher(python, samples, rate):
+    """(CPU s of lauscher's Wave2Spike(700) with its worker pool, spikes), run by another Python."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "clip.npy"
+        np.save(path, samples)
+        out = subprocess.run([python, "-c", LAUSCHER_SNIPPET, str(path), str(rate)], capture_output=True,
+                             text=True, check=True)
+    cpu_s, n = out.stdout.split()[-2:]
+    return float(cpu_s), int(n)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--lauscher", action="store_true", help="also time lauscher on the 1 s clip (slow)")
+    parser.add_argument("--lauscher", metavar="PYTHON",
+                        help="a Python that imports lauscher: also time it on the 1 s clip (minutes)")
     args = parser.parse_args()
 
-    lauscher_note = "not requested (--lauscher); measured once: see the docstring"
+    lauscher_note = "not requested (--lauscher PYTHON); measured once: see the docstring"
     if args.lauscher:
-        try:
-            import lauscher  # noqa: F401
-            lauscher_note = None
-        except ImportError:
-            lauscher_note = "lauscher is not importable here (put its source on PYTHONPATH); column skipped"
+        probe = subprocess.run([args.lauscher, "-c", "import lauscher.transformations.wave2spike"],
+                               capture_output=True, text=True)
+        lauscher_note = None if probe.returncode == 0 else \
+            f"{args.lauscher} cannot import lauscher (put its source on PYTHONPATH); column skipped"
 
     print(f"{'audio_rate':>10} {'clip':>5} {'BM':>7} {'IHC':>7} {'fibres':>7} {'bushy':>7} {'total':>7} "
           f"{'spikes':>7} {'lauscher':>9}   (CPU s per s of audio)")
@@ -124,7 +150,7 @@ def main():
             total, (times, _) = best(lambda: cochlea.encode(samples, RATE), args.repeats)
             col = ""
             if args.lauscher and lauscher_note is None and seconds == 1.0 and audio_rate == RATE:
-                lt, ln = time_lauscher(samples, RATE)
+                lt, ln = time_lauscher(args.lauscher, samples, RATE)
                 col = f"{lt / seconds:9.1f}"
                 print(f"  lauscher: {lt:.1f} s CPU, {ln} spikes", flush=True)
             print(f"{audio_rate:10.0f} {seconds:4.0f}s " + " ".join(f"{per_stage[k] / seconds:7.3f}" for k in per_stage)

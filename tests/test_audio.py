@@ -235,6 +235,16 @@ def test_fibres_fire_at_the_spontaneous_rate_in_silence():
     assert fibres.sum(axis=1).mean() / 40 == pytest.approx(r / (1 + r * 1e-3), rel=0.03)
 
 
+def test_warm_up_prepares_the_filter_bank_of_its_rate():
+    from eventprop_lab.data.cochlea import impulse_responses
+
+    cochlea = Cochlea(n_channels=16, audio_rate=32000)
+    cochlea.warm_up()
+    before = impulse_responses.cache_info().hits
+    cochlea.encode(SIGNALS["tone_300"], RATE)
+    assert impulse_responses.cache_info().hits > before
+
+
 def test_output_dtypes_and_ranges():
     times, channels = Cochlea(n_channels=64).encode(SIGNALS["noise"], RATE)
     assert times.dtype == np.float64 and channels.dtype == np.int64

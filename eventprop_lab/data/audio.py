@@ -13,12 +13,13 @@ data sets for the systematic evaluation of spiking neural networks", IEEE TNNLS 
 
 Channel 0 is the base of the cochlea, where the highest frequencies peak (about 20 kHz); channel 699
 is the apex (about 100 Hz). So in SHD, as in lauscher and here, low channel ids are high pitches: a
-300 Hz tone peaks near channel 558, 1 kHz near 398, 3 kHz near 250, and speech below 8 kHz leaves
-the first ~130 channels near their spontaneous activity.
+300 Hz tone peaks near channel 558, 1 kHz near 398, 3 kHz near 250, and the first ~125 channels,
+tuned above 8 kHz, hear little of speech.
 
 Every sound is resampled to Cochlea.audio_rate (48 kHz) first, because the chain's spike counts
-depend on the rate it runs at (see Cochlea). Speed: about 0.7 s of CPU per second of audio on one
-core (benchmarks/bench_cochlea.py), plus about 2 s once per process to design the filter bank.
+depend on the rate it runs at (see Cochlea). Speed: about 0.6 s of CPU per second of audio, on one
+core (benchmarks/bench_cochlea.py), plus about 3 s once per process to design the filter bank and
+load the kernels (Cochlea.warm_up does it ahead of time).
 
 Written from the papers and checked against the published implementation (lauscher, commit 16db85f;
 tests/test_audio.py, tests/data/lauscher_reference.json), sharing no code with it.
@@ -149,6 +150,12 @@ class Cochlea(param.Parameterized):
     @property
     def n_fibres(self):
         return self.nerve.n_fibres
+
+    def warm_up(self, sample_rate=16000):
+        """Design the filter bank and load the compiled kernels now (about 3 s of CPU at 48 kHz, once
+        per process), so that the first sound heard is encoded as fast as the rest."""
+        t = np.arange(int(0.05 * sample_rate)) / sample_rate
+        self.encode(np.sin(2 * np.pi * 1000.0 * t), sample_rate)
 
     def resample(self, samples, sample_rate):
         """(samples, rate) at audio_rate (unchanged if audio_rate is None or already the rate)."""
