@@ -48,7 +48,7 @@ def main(argv=None):
     for case, w_scale in [(c, w) for c in args.cases for w in args.w_in_scale]:
         opts = dict(CASES[case])
         scale = opts.pop("_scale", 1.0) * w_scale
-        rows = []
+        rows, fits = [], []
         for seed in args.seeds:
             net = NetworkConfig(n_in=data.n_channels, n_hidden=args.hidden, n_out=data.n_classes, **opts)
             net.w_in_mean *= scale
@@ -61,9 +61,13 @@ def main(argv=None):
             per_neuron = rec.counts.mean(0)  # spikes per trial = Hz at T = 1 s
             rows.append((per_neuron.mean(), *np.percentile(per_neuron, [10, 50, 90]),
                          (rec.counts.sum(0) == 0).mean(), (per_neuron > 50).mean()))
+            if net.heterogeneous_tau:  # what sets a neuron's rate: log rate ~ log tau_syn, log tau_mem
+                X = np.c_[np.log(p.tau_syn), np.log(p.tau_mem), np.ones(p.n_hidden)]
+                fits.append(np.linalg.lstsq(X, np.log(per_neuron + 1.0), rcond=None)[0][:2])
         r = np.mean(rows, 0)
         label = case if w_scale == 1.0 else f"{case} x{w_scale:g}"
-        print(f"{label:28s} {r[0]:6.1f} {r[1]:6.1f} {r[2]:6.1f} {r[3]:6.1f} {r[4]:12.0%} {r[5]:7.0%}", flush=True)
+        fit = f"  rate ~ tau_syn^{np.mean(fits, 0)[0]:.2f} tau_mem^{np.mean(fits, 0)[1]:.2f}" if fits else ""
+        print(f"{label:28s} {r[0]:6.1f} {r[1]:6.1f} {r[2]:6.1f} {r[3]:6.1f} {r[4]:12.0%} {r[5]:7.0%}{fit}", flush=True)
 
 
 if __name__ == "__main__":

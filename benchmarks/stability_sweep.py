@@ -8,13 +8,14 @@ as summary.csv + summary.md, with the per-run numbers in runs.csv. The table can
 the folders at any time, also from a sweep that was cut short:
 
     python benchmarks/stability_sweep.py                       # the default grid (16 cores, ~8 min)
-    python benchmarks/stability_sweep.py --configs old paper --seeds 1 --epochs 1 \
-        --common "--max-train-samples 64 --n-hidden 32" --workers 2 --threads 1 --out runs/sweep-tiny
+    python benchmarks/stability_sweep.py --configs old-paper paper --seeds 1 --datasets randman-shd \
+        --common "--epochs 1 --max-train-samples 64 --n-hidden 32" --workers 2 --threads 1 --out runs/sweep-tiny
     python benchmarks/stability_sweep.py --summarise runs/sweep
     python benchmarks/stability_sweep.py --config "mine=--preset paper --lr 5e-4" --seeds 1 2
 
 A configuration is a name and a string of `eventprop-lab train` options; the named ones are in
-CONFIGS below (--list shows them). Rates are the hidden layer's mean rate over each training
+CONFIGS below (--list shows them). Options the CLI does not take yet (--init-rate-hz,
+--w-in-lr-scale) send the run through benchmarks/train_with_hooks.py instead. Rates are the hidden layer's mean rate over each training
 epoch (what the regulariser sees); "silent" is the share of hidden neurons that did not spike at
 all in the epoch (what the silent-neuron lift acts on).
 """
@@ -34,19 +35,32 @@ from pathlib import Path
 # name -> options. "old-*" are the settings before docs/results.md "Why training was unstable";
 # the others are what that section measured. Options given here are appended after --common.
 CONFIGS = {
-    "old-default": "--lr 2e-3 --reg-strength 1e-8",
-    "old-paper": "--lr 1e-3 --reg-strength 1e-8 --delay-line --heterogeneous-tau --no-het-weight-norm --shift --blend",
+    # settings before the fix, pinned so later default changes do not move them
+    "old-default": "--lr 2e-3 --reg-strength 1e-8 --lift-silent 0.002",
+    "old-paper": "--lr 1e-3 --reg-strength 1e-8 --lift-silent 0.002 --delay-line --heterogeneous-tau "
+                 "--no-het-weight-norm --shift --blend",
     "default": "--preset default",
     "paper": "--preset paper",
+    # one change at a time on top of the preset
+    "paper-lift0.002": "--preset paper --lift-silent 0.002",
     "paper-noreg": "--preset paper --reg-strength 0",
-    "paper-lr2e-3": "--preset paper --lr 2e-3",
+    "paper-reg3e-8": "--preset paper --reg-strength 3e-8",
+    # settings the trainer does not take yet (benchmarks/train_with_hooks.py runs these)
+    "paper-init14": "--preset paper --init-rate-hz 14",
+    "paper-init14-lrs0.1": "--preset paper --init-rate-hz 14 --w-in-lr-scale 0.1",
+    "paper-init14-reg3e-8": "--preset paper --init-rate-hz 14 --reg-strength 3e-8",
+    "default-init14": "--preset default --init-rate-hz 14",
 }
-DEFAULT_CONFIGS = ["old-default", "default", "old-paper", "paper"]
+# sized for 16 cores and ~8 minutes: 8 configurations x 2 seeds = 16 runs at once, 1 thread each,
+# each stopped after 7 minutes at the latest (the table reads what the epochs done left)
+DEFAULT_CONFIGS = ["old-paper", "paper", "paper-lift0.002", "paper-init14", "paper-init14-lrs0.1",
+                   "paper-init14-reg3e-8", "old-default", "default-init14"]
 DEFAULT_SEEDS = [1, 2]
-# sized for 16 cores and ~8 minutes: 4 configs x 2 seeds = 8 runs at once, 2 threads each
-DEFAULT_COMMON = "--n-hidden 128 --epochs 12"
+DEFAULT_COMMON = "--n-hidden 128 --epochs 12 --max-train-samples 1200"
+DEFAULT_WORKERS, DEFAULT_THREADS, DEFAULT_RUN_TIMEOUT = 16, 1, 420.0
 
 TEST_PREFIX = "test (last weights):"
+TTS = "data_cache/tts-digits/tts_digits_train.h5"  # the synthetic spoken digits of the issue
 
 
 # ---- running -------------------------------------------------------------------------------
@@ -82,9 +96,16 @@ def prepare(datasets):
         print(f"dataset {ds} ready ({time.time() - t0:.0f} s)", flush=True)
 
 
-def executable():
+HOOK_OPTIONS = ("--init-rate-hz", "--w-in-lr-scale")  # taken only by benchmarks/train_with_hooks.py
+
+
+def command(cell):
+    """`eventprop-lab train ...`, or the hooks script for options the CLI does not take."""
+    args = cell["args"]
+    if any(a.split("=")[0] in HOOK_OPTIONS for a in args):
+        return [sys.executable, str(Path(__file__).with_name("train_with_hooks.py")), *args[1:]]
     exe = Path(sys.executable).with_name("eventprop-lab")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "eventprop_lab.cli"]
+    return ([str(exe)] if exe.exists() else [sys.executable, "-m", "eventprop_lab.cli"]) + args
 
 
 def run_all(cells, workers, threads, run_timeout):
@@ -101,7 +122,7 @@ def run_all(cells, workers, threads, run_timeout):
                 (d / stale).unlink(missing_ok=True)  # a rerun into the same folder starts clean
             (d / "sweep_cell.json").write_text(json.dumps({k: v for k, v in cell.items()}, indent=1))
             out, err = open(d / "stdout.log", "w"), open(d / "stderr.log", "w")
-            proc = subprocess.Popen(executable() + cell["args"], stdout=out, stderr=err, env=env)
+            proc = subprocess.Popen(command(cell), stdout=out, stderr=err, env=env)
             running.append((proc, cell, time.time(), out, err))
             print(f"[{time.time() - t_start:6.0f} s] start {d.name}", flush=True)
         time.sleep(0.5)
@@ -197,7 +218,9 @@ def summarise_run(run_dir):
         test = _float(summary.get("test_accuracy_last"))
     wall = _float(result.get("wall_s", summary.get("wall_s")))
     if not math.isfinite(wall) and epochs:  # a cut-short sweep: the epochs' own times
-        wall = sum(_float(r.get("wall_s", r.get("epoch_seconds"))) for r in epochs)
+        wall = _float(epochs[-1].get("wall_s"))  # cumulative, where the run records it
+        if not math.isfinite(wall):
+            wall = sum(_float(r.get("epoch_seconds")) for r in epochs)
     at = lambda xs, i: xs[i] if -len(xs) <= i < len(xs) else math.nan  # noqa: E731
     finite = lambda xs: [x for x in xs if math.isfinite(x)]  # noqa: E731
     return {
@@ -312,12 +335,13 @@ def main(argv=None):
                     help="an extra configuration: a name and eventprop-lab train options")
     ap.add_argument("--seeds", nargs="+", type=int, default=DEFAULT_SEEDS)
     ap.add_argument("--datasets", nargs="+", default=None,
-                    help="datasets (default: randman-shd, plus data_cache/tts-digits/tts_digits_train.h5 if present)")
+                    help=f"datasets (default: {TTS} if present, else randman-shd)")
     ap.add_argument("--common", default=DEFAULT_COMMON, help=f"options for every run (default: {DEFAULT_COMMON!r})")
     ap.add_argument("--epochs", type=int, default=None, help="shorthand for --epochs in --common")
-    ap.add_argument("--workers", type=int, default=8, help="runs at once")
-    ap.add_argument("--threads", type=int, default=2, help="NUMBA_NUM_THREADS of each run")
-    ap.add_argument("--run-timeout", type=float, default=None, help="stop a run after this many seconds")
+    ap.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="runs at once")
+    ap.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="NUMBA_NUM_THREADS of each run")
+    ap.add_argument("--run-timeout", type=float, default=DEFAULT_RUN_TIMEOUT,
+                    help="stop a run after this many seconds (0: never)")
     ap.add_argument("--out", default="runs/sweep")
     ap.add_argument("--list", action="store_true", help="show the named configurations")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
@@ -340,19 +364,16 @@ def main(argv=None):
         configs[name] = options
     datasets = args.datasets
     if datasets is None:
-        datasets = ["randman-shd"]
-        tts = Path("data_cache/tts-digits/tts_digits_train.h5")
-        if tts.exists():
-            datasets.append(str(tts))
+        datasets = [TTS] if Path(TTS).exists() else ["randman-shd"]
     common = args.common + (f" --epochs {args.epochs}" if args.epochs else "")
     cells = plan(configs, args.seeds, datasets, common, args.out)
     if args.dry_run:
         for cell in cells:
-            print(" ".join(shlex.quote(a) for a in executable() + cell["args"]))
+            print(" ".join(shlex.quote(a) for a in command(cell)))
         return 0
     prepare(datasets)
     print(f"{len(cells)} runs, {args.workers} at once with {args.threads} threads each, into {args.out}", flush=True)
-    run_all(cells, args.workers, args.threads, args.run_timeout)
+    run_all(cells, args.workers, args.threads, args.run_timeout or None)
     return summarise(args.out)
 
 
