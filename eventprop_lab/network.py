@@ -23,8 +23,9 @@ class NetworkConfig(param.Parameterized):
     include_undelayed = param.Boolean(True, doc="the delay line keeps an undelayed copy too (11 copies, as the "
                                                 "paper's code; off: 10 copies from 0 ms, as mlGeNN)")
     heterogeneous_tau = param.Boolean(False, doc="draw hidden tau_mem, tau_syn from Gamma distributions")
-    het_weight_norm = param.Boolean(False, doc="with heterogeneous tau, scale each hidden neuron's incoming weights by "
-                                              "(tau_syn/tau_syn_j)*sqrt(tau_mem_j/tau_mem) so all start at similar rates")
+    het_weight_norm = param.Boolean(False, doc="with heterogeneous tau, scale each hidden neuron's incoming "
+                                              "weights by (tau_syn/tau_syn_j)*sqrt(tau_mem_j/tau_mem) so all "
+                                              "start at similar rates")
     tau_mem = param.Number(20.0, bounds=(0.1, 1000.0), doc="hidden membrane time constant (ms)")
     tau_syn = param.Number(5.0, bounds=(0.1, 1000.0), doc="hidden synaptic time constant (ms)")
     tau_mem_out = param.Number(20.0, bounds=(0.1, 1000.0), doc="readout membrane time constant (ms)")
@@ -125,7 +126,8 @@ def load_params(path):
     return params, extra
 
 
-def calibrate_input_gain(params: Params, forward_counts, target_spikes, low=1 / 64, high=16.0, rel_tol=0.05, max_iter=20):
+def calibrate_input_gain(params: Params, forward_counts, target_spikes, low=1 / 64, high=16.0, rel_tol=0.05,
+                         max_iter=20):
     """Scale W_in by one factor so that the hidden layer's mean spike count per trial on some
     training data is `target_spikes`; returns (new params, factor, mean count reached).
 
