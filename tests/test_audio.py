@@ -157,7 +157,7 @@ def test_spike_profile_matches_lauscher(ours, name):
 @pytest.mark.parametrize("name", sorted(REFERENCE.get("signals_48000", {})))
 def test_default_cochlea_matches_lauscher_at_48k(name):
     # The default runs the chain at 48 kHz, as lauscher does for a 48 kHz file: there a 1 kHz tone
-    # gives about a quarter of the spikes it gives at 16 kHz, in both. Lauscher ran 2 seeds here.
+    # gives about a quarter of the spikes it gives at 16 kHz, in both. Lauscher ran 2 or 4 seeds here.
     ref = REFERENCE["signals_48000"][name]
     samples = reference_signals(48000)[name]
     cochlea = Cochlea()

@@ -10,7 +10,9 @@ output files belong in this repository, only the numbers below):
         --seeds 0 1 tone_1000 vowel_a_120
 
 Results at 16 kHz go to "signals", at any other rate to "signals_<rate>"; running again updates
-only the signals named (all if none).
+only the signals named (all if none). vowel_a_120 at 48 kHz also ran with --seeds 2 3 --out
+other.json, merged by hand (totals appended, per-channel counts added; the deterministic fields
+were identical).
 
 The chain is lauscher's Wave2Spike(700) (RmsNormalizer(0.3), HanningWindow, BasilarMembrane,
 HairCell, BushyCell) run stage by stage, so that the deterministic stages can be summarised too
