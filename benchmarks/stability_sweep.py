@@ -14,8 +14,7 @@ the folders at any time, also from a sweep that was cut short:
     python benchmarks/stability_sweep.py --config "mine=--preset paper --lr 5e-4" --seeds 1 2
 
 A configuration is a name and a string of `eventprop-lab train` options; the named ones are in
-CONFIGS below (--list shows them). Options the CLI does not take yet (--init-rate-hz,
---w-in-lr-scale) send the run through benchmarks/train_with_hooks.py instead. Rates are the hidden layer's mean rate over each training
+CONFIGS below (--list shows them). Rates are the hidden layer's mean rate over each training
 epoch (what the regulariser sees); "silent" is the share of hidden neurons that did not spike at
 all in the epoch (what the silent-neuron lift acts on).
 """
@@ -45,7 +44,7 @@ CONFIGS = {
     "paper-lift0.002": "--preset paper --lift-silent 0.002",
     "paper-noreg": "--preset paper --reg-strength 0",
     "paper-reg3e-8": "--preset paper --reg-strength 3e-8",
-    # settings the trainer does not take yet (benchmarks/train_with_hooks.py runs these)
+    # input weights calibrated to a starting rate; Adam's rate for W_in scaled
     "paper-init14": "--preset paper --init-rate-hz 14",
     "paper-init14-lrs0.1": "--preset paper --init-rate-hz 14 --w-in-lr-scale 0.1",
     "paper-init14-reg3e-8": "--preset paper --init-rate-hz 14 --reg-strength 3e-8",
@@ -111,14 +110,9 @@ def prepare(datasets):
     print(f"kernels compiled ({time.time() - t0:.0f} s)", flush=True)
 
 
-HOOK_OPTIONS = ("--init-rate-hz", "--w-in-lr-scale")  # taken only by benchmarks/train_with_hooks.py
-
-
 def command(cell):
-    """`eventprop-lab train ...`, or the hooks script for options the CLI does not take."""
+    """The `eventprop-lab train ...` command line of a cell."""
     args = cell["args"]
-    if any(a.split("=")[0] in HOOK_OPTIONS for a in args):
-        return [sys.executable, str(Path(__file__).with_name("train_with_hooks.py")), *args[1:]]
     exe = Path(sys.executable).with_name("eventprop-lab")
     return ([str(exe)] if exe.exists() else [sys.executable, "-m", "eventprop_lab.cli"]) + args
 

@@ -133,6 +133,8 @@ def _train(args, parser):
           f"{' (+ delay line)' if run.delay_line else ''} -> {run.net.n_hidden} "
           f"{'recurrent ' if run.net.recurrent else ''}LIF -> {run.net.n_out} readouts; loss {run.training.loss}; "
           f"results in {run.out}", flush=True)
+    if run.input_gain is not None:
+        print(f"input weights x{run.input_gain:.3f} for {run.net.init_rate_hz:g} Hz at the start", flush=True)
     if run.trainer.engine.name == "genn":
         print(f"generating and building the GeNN model ({run.trainer.engine.backend}) on first use ...", flush=True)
     else:

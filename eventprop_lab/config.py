@@ -55,6 +55,10 @@ PRESETS = {
         "augment.blend": True,
         "training.loss": "sum_exp",
         "training.lr": 1e-3,
+        # Adam's step is about lr per weight whatever its size: the delay line's input weights
+        # start 10x smaller, so their rate is scaled with them (without it the layer collapsed
+        # to 3-4 Hz, 58-78 % silent, at full rate; docs/results.md)
+        "training.w_in_lr_scale": 0.1,
         # 0.002 is the paper's lift for input weights of scale 0.03; the delay line's are 10x
         # smaller, and 0.002 on each of 7700 inputs sent lifted neurons to 30-200 Hz
         "run.lift_silent": 0.0002,

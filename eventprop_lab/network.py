@@ -36,6 +36,9 @@ class NetworkConfig(param.Parameterized):
     w_rec_std = param.Number(0.02, bounds=(0, None), doc="std of recurrent weights")
     w_out_mean = param.Number(0.0, doc="mean of readout weights")
     w_out_std = param.Number(0.03, bounds=(0, None), doc="std of readout weights")
+    init_rate_hz = param.Number(0.0, bounds=(0.0, 1000.0),
+                                doc="after init, scale input weights by one factor so the hidden layer fires this "
+                                    "many Hz on 64 training samples (0: off)")
 
 
 def n_inputs(config: NetworkConfig):

@@ -29,6 +29,9 @@ class TrainingConfig(param.Parameterized):
     reg_strength = param.Number(1e-8, bounds=(0, None),
                                 doc="spike-count regulariser strength (0 = off); the paper's 5e-10 times tau_mem 20 ms, "
                                     "since our loss sources carry no extra 1/tau_mem (docs/choices.md)")
+    w_in_lr_scale = param.Number(1.0, bounds=(0.0, 10.0), inclusive_bounds=(False, True),
+                                 doc="Adam's learning rate for input weights times this (0.1 with the delay line, "
+                                     "whose input weights start 10x smaller)")
     seed = param.Integer(0, doc="random seed")
 
     @property
@@ -68,7 +71,7 @@ class Trainer:
                              "use backend numba or train_tau off")
         check_loss_supported(self.engine, config.loss)
         self.params = params
-        self.optimiser = Adam(lr=config.lr)
+        self.optimiser = Adam(lr=config.lr, lr_scale={"W_in": config.w_in_lr_scale})
         self.schedule = LearningRateSchedule(config.lr, warmup=config.warmup)
         self.loss = get_loss(config.loss)
 

@@ -159,3 +159,22 @@ def test_the_summary_holds_the_best_epoch_its_test_accuracy_and_the_speed(tmp_pa
     assert summary["final_train_accuracy"] == epochs[-1]["train_accuracy"] and summary["stopped"] is None
     samples = sum(e["train_samples"] for e in epochs)
     assert summary["train_samples_per_s"] == pytest.approx(samples / sum(e["train_seconds"] for e in epochs))
+
+
+def test_init_rate_hz_scales_the_input_weights_to_the_asked_starting_rate(tmp_path):
+    target_hz = float(np.random.default_rng().uniform(20, 60))
+    run = RunConfig(dataset="toy", epochs=1, out_dir=str(tmp_path / "run"), probe_every=0)
+    net = NetworkConfig(n_hidden=24, w_in_mean=0.4, w_in_std=0.2, w_out_std=0.3, init_rate_hz=target_hz)
+    training = TrainingConfig(loss="sum_exp", lr=1e-2, warmup=False, batch_size=32, trial_ms=100.0, seed=5,
+                              w_in_lr_scale=0.5)
+    plain = TrainingRun(run, NetworkConfig(n_hidden=24, w_in_mean=0.4, w_in_std=0.2, w_out_std=0.3), training,
+                        AugmentConfig(), data=toy_data())
+    calibrated = TrainingRun(run, net, training, AugmentConfig(), data=toy_data())
+    assert calibrated.input_gain is not None and plain.input_gain is None
+    np.testing.assert_allclose(calibrated.trainer.params.W_in, plain.trainer.params.W_in * calibrated.input_gain,
+                               rtol=1e-5)
+    batch = calibrated.trainer.batch(calibrated._inputs(calibrated.train_set.samples()))
+    counts = calibrated.trainer.engine.forward(calibrated.trainer.params, batch).counts
+    rate = counts.mean() / (training.trial_ms / 1000.0)
+    assert 0.7 * target_hz <= rate <= 1.3 * target_hz  # calibrated on 64 of these samples
+    assert calibrated.trainer.optimiser.lr_scale == {"W_in": 0.5}
