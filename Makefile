@@ -34,3 +34,12 @@ tts-digits: $(VENV)/.installed
 	$(PY) scripts/make_tts_digits.py --out data_cache/tts-digits/wav
 	$(VENV)/bin/eventprop-lab encode data_cache/tts-digits/wav --out data_cache/tts-digits/tts_digits.h5 \
 		--split test=speaker:en-gb+m6,en-gb-x-rp+f1
+
+# English and German spoken digits, 20 classes like SHD, with noise, reverberation and band-limiting:
+# synthesised with espeak-ng (about 2 minutes), then encoded (about 15-20 minutes on 2 cores);
+# 3 speakers held out for test. See data_cache/README.md
+.PHONY: tts-words
+tts-words: $(VENV)/.installed
+	$(PY) scripts/make_tts_digits.py --set words --out data_cache/tts-words/wav
+	$(VENV)/bin/eventprop-lab encode data_cache/tts-words/wav --out data_cache/tts-words/tts_words.h5 \
+		--split test=speaker:m6,f3,Annie

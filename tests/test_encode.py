@@ -317,3 +317,13 @@ def test_tts_digit_speakers_include_the_held_out_ones_of_the_makefile():
     rest = [n.split("+") for n in names if n not in held]
     for voice, variant in (h.split("+") for h in held):
         assert voice in {v for v, _ in rest} and variant in {m for _, m in rest}
+    # the words set (make tts-words): 16 speakers x 20 classes x 16 clips, labels 0-19 named by KEYS
+    words = tts.word_speakers()
+    clips = list(tts.word_clips(words))
+    assert len(set(words)) == 16 and len(clips) == 5120 and {c[2] for c in clips} == set(range(20))
+    assert tts.KEYS[0] == "english_zero" and tts.KEYS[19] == "german_neun"
+    held = re.search(r"tts_words\.h5 \\\n\s*--split test=speaker:(\S+)", (root / "Makefile").read_text()).group(1)
+    held = held.split(",")
+    assert len(held) == 3 and set(held) <= set(words)
+    # each held-out speaker's English accent is still heard in training, from another speaker
+    assert {tts.english_voice(h) for h in held} <= {tts.english_voice(w) for w in words if w not in held}
