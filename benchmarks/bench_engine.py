@@ -345,11 +345,10 @@ class Bptt:
             np.add.at(x, (st[keep], s, np.asarray(c)[keep]), 1.0)
         return torch.from_numpy(x)
 
-    def step(self, record=True, count=False):
+    def forward(self, x, count=False):
+        """Readout statistics (B, N_OUT) of binned input x (T, B, N_IN), and the hidden spike count."""
         torch = self.torch
-        t0 = time.perf_counter()
         W_in, W_rec, W_out = self.W
-        x = self.x
         T, B, _ = x.shape
         cur = (x.reshape(T * B, N_IN) @ W_in).reshape(T, B, N_HID)  # input current, one matmul
         # unbind, not cur[n]: the backward of T separate indexings would build T zero tensors of
@@ -377,7 +376,14 @@ class Bptt:
             Io = Io + R[:, N_HID:]
             if count:
                 n_spk += S.detach().sum()
-        loss = torch.nn.functional.cross_entropy(acc / T, self.labels)
+        return acc / T, n_spk
+
+    def step(self, record=True, count=False):
+        torch = self.torch
+        t0 = time.perf_counter()
+        T, B, _ = self.x.shape
+        stat, n_spk = self.forward(self.x, count=count)
+        loss = torch.nn.functional.cross_entropy(stat, self.labels)
         t1 = time.perf_counter()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
