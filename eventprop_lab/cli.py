@@ -104,7 +104,7 @@ class ProgressPrinter:
             self.bar.close()
 
 
-RESUME_OPTIONS = ("run.epochs", "training.lr")  # what --resume may change; the rest is in the checkpoint
+RESUME_OPTIONS = ("run.epochs", "training.lr", "training.grad_clip")  # what --resume may change; the rest is in the checkpoint
 EXIT_DIVERGED = 3
 
 
@@ -116,7 +116,7 @@ def _train(args, parser):
     if args.resume:
         ignored = [_flag(k) for k, v in vars(args).items() if "." in k and v is not None and k not in RESUME_OPTIONS]
         if ignored:
-            parser.error(f"with --resume only --epochs and --lr may be given (the other settings are the "
+            parser.error(f"with --resume only --epochs, --lr and --grad-clip may be given (the other settings are the "
                          f"checkpoint's); drop {', '.join(ignored)}")
         ckpt = Path(args.resume)
         ckpt = ckpt / "last.npz" if ckpt.is_dir() else ckpt

@@ -61,6 +61,29 @@ class Adam:
         self.v = {k[2:]: np.array(v) for k, v in state.items() if k.startswith("v/")}
 
 
+class NormClip:
+    """Scale a gradient down when its global norm is more than `factor` times the median norm of
+    the last `window` batches (factor 0: never). One batch with a norm orders above the rest,
+    taken whole, moved every weight by several Adam steps at once and sent the hidden layer into a
+    runaway (docs/results.md, "Sudden runaways"). The first `min_history` batches set the scale
+    and are never clipped."""
+
+    def __init__(self, factor=5.0, window=100, min_history=10):
+        self.factor, self.window, self.min_history = float(factor), int(window), int(min_history)
+        self.history = []
+
+    def scale(self, norm):
+        """The factor (<= 1) to multiply this batch's gradient by; records the norm."""
+        out = 1.0
+        if self.factor > 0 and len(self.history) >= self.min_history and np.isfinite(norm):
+            limit = self.factor * float(np.median(self.history))
+            if norm > limit > 0:
+                out = limit / norm
+        if np.isfinite(norm):
+            self.history = (self.history + [float(norm)])[-self.window:]
+        return out
+
+
 class LearningRateSchedule:
     """Warm-up from lr/1000 by x1.05 per batch, then halve when validation accuracy plateaus.
 

@@ -363,7 +363,8 @@ class TrainingRun:
                  "ema_fast": sched.fast, "ema_slow": sched.slow, "since_change": sched.epochs_since_change,
                  "clock": {"wall_s": self.wall_s, "train_seconds": self.train_seconds,
                            "train_samples": self.train_samples},
-                 "train_accuracy": self.last_train_accuracy, "config": config_to_dict(self.configs)}
+                 "train_accuracy": self.last_train_accuracy, "grad_norms": self.trainer.clip.history,
+                 "config": config_to_dict(self.configs)}
         arrays["state"] = np.array(json.dumps(state))
         atomic_write(path, lambda f: np.savez(f, **arrays))
 
@@ -392,6 +393,7 @@ class TrainingRun:
         run.train_seconds = clock.get("train_seconds", 0.0)
         run.train_samples = clock.get("train_samples", 0)
         run.last_train_accuracy = state.get("train_accuracy")
+        run.trainer.clip.history = list(state.get("grad_norms", []))
         return run
 
     @classmethod

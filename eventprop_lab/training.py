@@ -6,7 +6,7 @@ from kernels import BACKENDS, Params, get_engine, make_batch
 
 from .gradient import loss_and_gradients
 from .losses import LOSSES, get_loss
-from .optim import Adam, LearningRateSchedule
+from .optim import Adam, LearningRateSchedule, NormClip
 from .regularisers import SpikeCountRegulariser
 
 TAU_MEM_MIN = 3.0  # ms, spec §1 (trainable time constants)
@@ -32,6 +32,9 @@ class TrainingConfig(param.Parameterized):
     w_in_lr_scale = param.Number(1.0, bounds=(0.0, 10.0), inclusive_bounds=(False, True),
                                  doc="Adam's learning rate for input weights times this (0.1 with the delay line, "
                                      "whose input weights start 10x smaller)")
+    grad_clip = param.Number(5.0, bounds=(0.0, None),
+                             doc="scale a batch's gradient down to this many times the median gradient norm of the "
+                                 "last 100 batches (0: off); single outlier batches set off runaways")
     seed = param.Integer(0, doc="random seed")
 
     @property
@@ -73,6 +76,7 @@ class Trainer:
         self.params = params
         self.optimiser = Adam(lr=config.lr, lr_scale={"W_in": config.w_in_lr_scale})
         self.schedule = LearningRateSchedule(config.lr, warmup=config.warmup)
+        self.clip = NormClip(config.grad_clip)
         self.loss = get_loss(config.loss)
 
     def set_loss(self, name):
@@ -102,16 +106,25 @@ class Trainer:
             raise NonFiniteStep("loss")
         if bad:
             raise NonFiniteStep("gradient", bad)
+        norm = float(np.sqrt(sum(np.sum(np.square(g, dtype=np.float64)) for g in grads.values())))
+        self.clip.factor = self.config.grad_clip  # a hot change from the dashboard
+        history = list(self.clip.history)
+        scale = self.clip.scale(norm)
+        if scale < 1.0:
+            grads = {k: g * g.dtype.type(scale) for k, g in grads.items()}
         p = self.params._asdict()  # Adam puts new arrays in it: the old Params stay as they were
         bad = self.optimiser.step(p, grads, lr=self.schedule.lr)
         if bad:
+            self.clip.history = history
             raise NonFiniteStep("update", bad)
         if self.config.train_tau:
             np.maximum(p["tau_mem"], TAU_MEM_MIN, out=p["tau_mem"])
             np.maximum(p["tau_syn"], TAU_SYN_MIN, out=p["tau_syn"])
         self.params = Params(**p)
         self.schedule.after_batch()
-        return _metrics(res, labels, self.config), res
+        metrics = _metrics(res, labels, self.config)
+        metrics.update(grad_norm=norm, grad_scale=scale)  # the norm before clipping
+        return metrics, res
 
     def evaluate(self, samples, labels, params=None):
         """Loss, accuracy and activity on a set, in batches, without learning (with `params`:

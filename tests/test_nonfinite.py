@@ -234,7 +234,7 @@ def test_resume_takes_a_new_learning_rate_and_refuses_options_it_would_ignore(h5
     with pytest.raises(SystemExit) as info:
         main(["train", "--resume", str(out), "--loss", "sum", "--n-hidden", "8"])
     assert info.value.code == 2
-    assert "with --resume only --epochs and --lr may be given" in capsys.readouterr().err
+    assert "with --resume only --epochs, --lr and --grad-clip may be given" in capsys.readouterr().err
     run = TrainingRun.resume(out / "last.npz", **{"training.lr": 2e-4})
     s = run.trainer.schedule
     assert (s.lr, s.base, run.trainer.optimiser.lr, run.training.lr) == (2e-4, 2e-4, 2e-4, 2e-4)
