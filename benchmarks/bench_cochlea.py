@@ -10,9 +10,11 @@ What is measured
 A speech-like clip (the reference sounds of cochlea/signals.py one after another) of 1 s and 3 s,
 given at 16 kHz, through a 700-channel cochlea at audio_rate 48 kHz (the default: SHD's recording
 rate, inner ear at 24 kHz) and at 16 kHz (inner ear at 8 kHz, the rate of the lauscher reference).
-CPU time is process time (user + system of this process: numba and scipy.fft run single-threaded
-here), best of --repeats runs after a warm-up that absorbs numba compilation and the one-off design
-of the membrane filters for the rate (reported on its own in the "set-up" line).
+CPU time is process time (user + system of this process; the cochlea runs with parallel=False, on
+one thread, here: the same spikes as with threads), best of --repeats runs after a warm-up that
+absorbs numba compilation and the one-off design of the membrane filters for the rate (reported on
+its own in the "set-up" line). Wall time with threads, as the dashboard's Speak tab runs it, is
+benchmarks/bench_speak.py's.
 
 Per stage, each run on its own so that it can be timed: BM (resampling, normalisation, fade and the
 membrane filter bank), IHC (Meddis hair cells), fibres (40 refractory fibres per place), bushy (the
@@ -49,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from eventprop_lab.data.audio import Cochlea  # noqa: E402
 from eventprop_lab.data.cochlea import impulse_responses  # noqa: E402
 from eventprop_lab.data.cochlea.nerve import (bushy_kernel, fibre_kernel, hair_cell_kernel,  # noqa: E402
-                                              spike_buffers)
+                                              place_seeds, spike_buffers)
 from eventprop_lab.data.cochlea.signals import RATE, speech_like  # noqa: E402
 
 
@@ -66,7 +68,7 @@ def stages(cochlea, samples, rate):
     x, audio_rate = cochlea.resample(samples, rate)
     x = cochlea.prepare(x)
     times["BM"] += cpu() - t0
-    rng = np.random.default_rng(0)
+    seeds = place_seeds(0, cochlea.n_channels)
     inner = audio_rate / 2
     hc, nv = cochlea.hair_cell.as_array(), cochlea.nerve.as_array()
     for start in range(0, cochlea.n_channels, cochlea.channel_block):
@@ -76,7 +78,7 @@ def stages(cochlea, samples, rate):
         t1 = cpu()
         probability = hair_cell_kernel(velocity, inner, hc)
         t2 = cpu()
-        fibre_spikes = fibre_kernel(probability, inner, nv, rng)
+        fibre_spikes = fibre_kernel(probability, inner, nv, seeds[channels])
         t3 = cpu()
         out_steps, out_count = spike_buffers(*fibre_spikes.shape, inner, cochlea.nerve)
         bushy_kernel(fibre_spikes, inner, nv, out_steps, out_count)
@@ -137,7 +139,7 @@ def main():
           f"{'spikes':>7} {'lauscher':>9}   (CPU s per s of audio)")
     result = None
     for audio_rate in (48000.0, 16000.0):
-        cochlea = Cochlea(audio_rate=audio_rate)
+        cochlea = Cochlea(audio_rate=audio_rate, parallel=False)  # CPU per second of audio: one thread
         impulse_responses.cache_clear()
         t0 = cpu()
         cochlea.encode(speech_like(0.2), RATE)

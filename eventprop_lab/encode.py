@@ -123,6 +123,9 @@ _worker_encoder = None
 def _init_worker(encoder):
     global _worker_encoder
     _worker_encoder = encoder
+    import numba
+
+    numba.set_num_threads(1)  # the processes share the cores already; the spikes do not depend on it
 
 
 def _encode_one(path, seed, encoder=None):

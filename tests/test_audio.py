@@ -16,7 +16,7 @@ import soundfile
 from eventprop_lab.data.audio import AudioError, Cochlea, encode_file, read_audio
 from eventprop_lab.data.cochlea import HairCellParams, MembraneParams, NerveParams, velocity_response
 from eventprop_lab.data.cochlea.nerve import (bushy_kernel, fibre_kernel, flatten_spikes, hair_cell_kernel,
-                                              run_nerve, spike_buffers)
+                                              place_seeds, run_nerve, spike_buffers)
 from eventprop_lab.data.cochlea.signals import RATE, TONES, reference_signals, tone_burst, vowel
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "lauscher_reference.json").read_text())
@@ -190,11 +190,13 @@ def test_tone_peaks_at_lauschers_place(ours, name):
 
 
 def test_low_tones_peak_towards_the_apex_at_high_channel_ids():
+    # the profile of 4 seeds: one seed's peak scatters by about 4 channels (s.d., 16 seeds), which
+    # put it at the edge of the bound for some seeds
     cochlea = Cochlea()
     peaks = []
     for freq in (300.0, 1000.0, 3000.0):
-        _, channels = cochlea.encode(tone_burst(freq), RATE)
-        peaks.append(peak_place(np.bincount(channels, minlength=700))[0])
+        counts = sum(np.bincount(cochlea.encode(tone_burst(freq), RATE, seed=s)[1], minlength=700) for s in range(4))
+        peaks.append(peak_place(counts)[0])
     assert peaks[0] > peaks[1] > peaks[2]
     # the membrane's best places for these frequencies
     best = np.abs(velocity_response([300.0, 1000.0, 3000.0], MembraneParams().places(700))).argmax(axis=0)
@@ -218,7 +220,7 @@ def test_fused_kernel_equals_the_stages_run_one_by_one(cochlea16):
     hc, nerve, rate = HairCellParams(), NerveParams(), RATE / 2
     fused = run_nerve(velocity, rate, hc, nerve, np.random.default_rng(5))
     fibres = fibre_kernel(hair_cell_kernel(velocity, rate, hc.as_array()), rate, nerve.as_array(),
-                          np.random.default_rng(5))
+                          place_seeds(np.random.default_rng(5), len(velocity)))
     out_steps, out_count = spike_buffers(*velocity.shape, rate, nerve)
     bushy_kernel(fibres, rate, nerve.as_array(), out_steps, out_count)
     staged = flatten_spikes(out_steps, out_count)
@@ -226,10 +228,19 @@ def test_fused_kernel_equals_the_stages_run_one_by_one(cochlea16):
     assert np.array_equal(fused[0], staged[0]) and np.array_equal(fused[1], staged[1])
 
 
+def test_threads_and_blocks_do_not_change_the_spikes():
+    # each place draws from a stream of its own, so the places may run in any order on any thread
+    x = SIGNALS["vowel_i_220"]
+    serial = Cochlea(parallel=False, channel_block=64).encode(x, RATE, seed=3)
+    for other in (Cochlea(parallel=True, channel_block=64), Cochlea(parallel=True, channel_block=7)):
+        spikes = other.encode(x, RATE, seed=3)
+        assert np.array_equal(spikes[0], serial[0]) and np.array_equal(spikes[1], serial[1])
+
+
 def test_fibres_fire_at_the_spontaneous_rate_in_silence():
     rate = 24000.0
     probability = np.full((4, int(rate)), HairCellParams().spontaneous_rate() / rate)
-    fibres = fibre_kernel(probability, rate, NerveParams().as_array(), np.random.default_rng(0))
+    fibres = fibre_kernel(probability, rate, NerveParams().as_array(), place_seeds(0, len(probability)))
     # refractoriness lowers a rate r to r / (1 + r * dead time)
     r = HairCellParams().spontaneous_rate()
     assert fibres.sum(axis=1).mean() / 40 == pytest.approx(r / (1 + r * 1e-3), rel=0.03)

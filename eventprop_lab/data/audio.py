@@ -32,6 +32,7 @@ import param
 from scipy import signal as ssignal
 
 from .cochlea import HairCellParams, MembraneParams, NerveParams, membrane_velocity, run_nerve
+from .cochlea.nerve import place_seeds
 
 SILENCE_PEAK = 1e-6  # below this peak amplitude a signal is treated as silent: there is nothing to normalise
 MIN_SAMPLE_RATE = 2000
@@ -138,6 +139,8 @@ class Cochlea(param.Parameterized):
                              doc="RMS the signal is scaled to before the membrane (SHD: 0.3)")
     fade = param.Boolean(True, doc="fade in and out with a Hann window over the whole signal, as SHD")
     channel_block = param.Integer(64, bounds=(1, None), doc="places computed at once, at most")
+    parallel = param.Boolean(True, doc="share the places and the FFTs among numba's threads "
+                                       "(numba.get_num_threads()); the spikes are the same either way")
 
     def __init__(self, n_channels=700, n_fibres=40, seed=0, membrane=None, hair_cell=None, nerve=None, **params):
         super().__init__(n_channels=n_channels, seed=seed, **params)
@@ -169,9 +172,17 @@ class Cochlea(param.Parameterized):
         x = samples * (self.rms_level / np.sqrt(np.mean(samples**2)))
         return x * hann_fade(len(x)) if self.fade else x
 
-    def membrane_velocity(self, x, sample_rate, channels):
+    def membrane_velocity(self, x, sample_rate, channels, workers=1):
         """Membrane velocity of the prepared signal at the given places, at half the audio rate."""
-        return membrane_velocity(x, sample_rate, channels, self.n_channels, self.membrane)
+        return membrane_velocity(x, sample_rate, channels, self.n_channels, self.membrane, workers=workers)
+
+    def threads(self):
+        """How many threads encode uses: numba's count for this thread if parallel, else 1."""
+        if not self.parallel:
+            return 1
+        import numba
+
+        return numba.get_num_threads()
 
     def encode(self, samples, sample_rate, seed=None):
         """(times_ms float64 sorted ascending, channels int64 in [0, n_channels)).
@@ -182,7 +193,9 @@ class Cochlea(param.Parameterized):
         samples = as_mono(samples)
         check_signal(samples, sample_rate)
         samples, rate = self.resample(samples, sample_rate)
-        rng = np.random.default_rng(self.seed if seed is None else seed)
+        # one random stream per place, so that neither the blocks nor the threads change the spikes
+        seeds = place_seeds(self.seed if seed is None else seed, self.n_channels)
+        threads = self.threads()
         x = self.prepare(samples)
         inner_rate = rate / 2.0
         # places per block: at most channel_block, and few enough that a block's spectra stay near
@@ -191,8 +204,8 @@ class Cochlea(param.Parameterized):
         all_steps, all_places = [], []
         for start in range(0, self.n_channels, block):
             channels = np.arange(start, min(start + block, self.n_channels))
-            steps, places = run_nerve(self.membrane_velocity(x, rate, channels), inner_rate, self.hair_cell,
-                                      self.nerve, rng)
+            steps, places = run_nerve(self.membrane_velocity(x, rate, channels, threads), inner_rate, self.hair_cell,
+                                      self.nerve, seeds[channels], parallel=threads > 1)
             all_steps.append(steps)
             all_places.append(places + start)
         steps, places = np.concatenate(all_steps), np.concatenate(all_places)

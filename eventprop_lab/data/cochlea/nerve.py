@@ -16,6 +16,10 @@ the cochlea runs them at one fixed rate whatever the input's (see audio.Cochlea.
 
 nerve_kernel runs all three stages in one pass; the per-stage kernels run the same step functions
 with the same random numbers and exist to time and test the stages one by one.
+
+Random numbers: each place has a stream of its own (splitmix64, seeded from place_seeds), so the
+places are independent and nerve_kernel_parallel may run them on any number of threads and still
+give exactly the spikes of nerve_kernel.
 """
 from dataclasses import astuple, dataclass
 
@@ -68,6 +72,29 @@ class NerveParams:
         return np.array(astuple(self), np.float64)
 
 
+# ---- random numbers: one splitmix64 stream per place ----
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def place_seeds(rng, n_places):
+    """The starting states of n_places streams, drawn from a numpy Generator (or an int seed)."""
+    return np.random.default_rng(rng).integers(0, 2**64, size=n_places, dtype=np.uint64, endpoint=False)
+
+
+@numba.njit(cache=True, inline="always")
+def _uniform(state):
+    """(u in [0, 1), next state): splitmix64 (Steele, Lea & Flood 2014), 53 bits of its output."""
+    state = state + _GOLDEN
+    z = state
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    z = z ^ (z >> np.uint64(31))
+    return np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0), state
+
+
 # ---- one time step of each stage: state in and out as scalars, which numba keeps in registers ----
 
 @numba.njit(cache=True, inline="always")
@@ -85,7 +112,7 @@ def _hair_cell_step(hc, dt, q, c, w, velocity):
 
 
 @numba.njit(cache=True, inline="always")
-def _fibre_step(n_fibres, p, rng, recent, refractory, hazard, threshold, slot):
+def _fibre_step(n_fibres, p, state, recent, refractory, hazard, threshold, slot):
     """Spikes among the fibres not refractory, each firing with probability p in this step.
 
     Exact, with few random numbers: the chance that none of the free fibres fires is
@@ -94,7 +121,7 @@ def _fibre_step(n_fibres, p, rng, recent, refractory, hazard, threshold, slot):
     binomial given at least one, by inversion. recent rings the counts of the last refractory
     steps (their sum is `refractory`, this step's slot is `slot`): a fibre that fired at step j
     may fire again from step j + len(recent) + 1 on.
-    Returns (spikes, refractory, hazard, threshold, slot)."""
+    state is the place's random stream. Returns (spikes, refractory, hazard, threshold, slot, state)."""
     free = n_fibres - refractory
     n = 0
     if p > 0.0 and free > 0:
@@ -110,7 +137,8 @@ def _fibre_step(n_fibres, p, rng, recent, refractory, hazard, threshold, slot):
                 n = free
             else:
                 none = np.exp(-free * lam)
-                u = none + rng.random() * (1.0 - none)  # uniform over the CDF above P(0)
+                u, state = _uniform(state)
+                u = none + u * (1.0 - none)  # uniform over the CDF above P(0)
                 odds = p / (1.0 - p)
                 prob = none
                 cdf = none
@@ -120,12 +148,12 @@ def _fibre_step(n_fibres, p, rng, recent, refractory, hazard, threshold, slot):
                     cdf += prob
                 n = max(n, 1)
             hazard = 0.0
-            threshold = -np.log(1.0 - rng.random())
+            threshold, state = _threshold(state)
     if len(recent) > 0:
         refractory += n - recent[slot]
         recent[slot] = n
         slot = slot + 1 if slot + 1 < len(recent) else 0  # not t % len: integer division is slow
-    return n, refractory, hazard, threshold, slot
+    return n, refractory, hazard, threshold, slot, state
 
 
 @numba.njit(cache=True, inline="always")
@@ -158,37 +186,57 @@ def _constants(rate, nv):
             nv[5] / nv[0] * dt, nv[4] * rate)
 
 
-@numba.njit(cache=True)
-def _first_threshold(rng):
-    return -np.log(1.0 - rng.random())
+@numba.njit(cache=True, inline="always")
+def _threshold(state):
+    """An exponential threshold for the summed hazard, and the next state."""
+    u, state = _uniform(state)
+    return -np.log(1.0 - u), state
 
 
 # ---- the fused kernel: what the cochlea runs ----
 
 @numba.njit(cache=True)
-def nerve_kernel(velocity, rate, hc, nv, rng, out_steps, out_count):
+def _nerve_place(i, velocity, hc, nv_constants, seeds, recent, out_steps, out_count):
+    """Hair cell, fibres and bushy cell of place i over the whole sound."""
+    dt, n_fibres, fibre_dead, decay_mem, decay_syn, weight_dt, dead_steps = nv_constants
+    q, c, w = hc[9], hc[10], hc[11]
+    recent[:] = 0
+    state = seeds[i]
+    threshold, state = _threshold(state)
+    refractory, hazard, slot = 0, 0.0, 0
+    v, current, blocked = 0.0, 0.0, 0.0
+    n_out = 0
+    for t in range(velocity.shape[1]):
+        q, c, w, p = _hair_cell_step(hc, dt, q, c, w, velocity[i, t])
+        n_in, refractory, hazard, threshold, slot, state = _fibre_step(n_fibres, p, state, recent, refractory,
+                                                                       hazard, threshold, slot)
+        fired, v, current, blocked = _bushy_step(t, n_in, v, current, blocked, decay_mem, decay_syn,
+                                                 weight_dt, dead_steps)
+        if fired:
+            out_steps[i, n_out] = t - 1
+            n_out += 1
+    out_count[i] = n_out
+
+
+@numba.njit(cache=True)
+def nerve_kernel(velocity, rate, hc, nv, seeds, out_steps, out_count):
     """Bushy-cell spike steps per place from membrane velocity (places, steps) sampled at `rate`.
 
-    hc: HairCellParams.as_array(); nv: NerveParams.as_array(). Writes the steps of place i to
-    out_steps[i, :out_count[i]]."""
-    dt, n_fibres, fibre_dead, decay_mem, decay_syn, weight_dt, dead_steps = _constants(rate, nv)
-    recent = np.zeros(fibre_dead, np.int64)
+    hc: HairCellParams.as_array(); nv: NerveParams.as_array(); seeds: place_seeds, one per row.
+    Writes the steps of place i to out_steps[i, :out_count[i]]."""
+    constants = _constants(rate, nv)
+    recent = np.zeros(constants[2], np.int64)
     for i in range(velocity.shape[0]):
-        q, c, w = hc[9], hc[10], hc[11]
-        recent[:] = 0
-        refractory, hazard, threshold, slot = 0, 0.0, _first_threshold(rng), 0
-        v, current, blocked = 0.0, 0.0, 0.0
-        n_out = 0
-        for t in range(velocity.shape[1]):
-            q, c, w, p = _hair_cell_step(hc, dt, q, c, w, velocity[i, t])
-            n_in, refractory, hazard, threshold, slot = _fibre_step(n_fibres, p, rng, recent, refractory, hazard,
-                                                                    threshold, slot)
-            fired, v, current, blocked = _bushy_step(t, n_in, v, current, blocked, decay_mem, decay_syn,
-                                                     weight_dt, dead_steps)
-            if fired:
-                out_steps[i, n_out] = t - 1
-                n_out += 1
-        out_count[i] = n_out
+        _nerve_place(i, velocity, hc, constants, seeds, recent, out_steps, out_count)
+
+
+@numba.njit(cache=True, parallel=True)
+def nerve_kernel_parallel(velocity, rate, hc, nv, seeds, out_steps, out_count):
+    """nerve_kernel with the places shared among numba's threads: the same spikes, sooner."""
+    constants = _constants(rate, nv)
+    for i in numba.prange(velocity.shape[0]):
+        recent = np.zeros(constants[2], np.int64)  # the place's refractory ring, private to its thread
+        _nerve_place(i, velocity, hc, constants, seeds, recent, out_steps, out_count)
 
 
 # ---- the same stages one at a time ----
@@ -205,17 +253,18 @@ def hair_cell_kernel(velocity, rate, hc):
 
 
 @numba.njit(cache=True)
-def fibre_kernel(probability, rate, nv, rng):
-    """Spikes per step summed over the fibres of each place, (places, steps)."""
+def fibre_kernel(probability, rate, nv, seeds):
+    """Spikes per step summed over the fibres of each place, (places, steps); seeds as in nerve_kernel."""
     _, n_fibres, fibre_dead, _, _, _, _ = _constants(rate, nv)
     out = np.empty(probability.shape, np.int64)
     recent = np.zeros(fibre_dead, np.int64)
     for i in range(probability.shape[0]):
         recent[:] = 0
-        refractory, hazard, threshold, slot = 0, 0.0, _first_threshold(rng), 0
+        threshold, state = _threshold(seeds[i])
+        refractory, hazard, slot = 0, 0.0, 0
         for t in range(probability.shape[1]):
-            out[i, t], refractory, hazard, threshold, slot = _fibre_step(n_fibres, probability[i, t], rng, recent,
-                                                                         refractory, hazard, threshold, slot)
+            out[i, t], refractory, hazard, threshold, slot, state = _fibre_step(
+                n_fibres, probability[i, t], state, recent, refractory, hazard, threshold, slot)
     return out
 
 
@@ -249,9 +298,17 @@ def flatten_spikes(out_steps, out_count):
     return steps, places
 
 
-def run_nerve(velocity, rate, hair_cell, nerve, rng):
-    """(steps, places) of all bushy-cell spikes for a (places, steps) velocity block."""
+def run_nerve(velocity, rate, hair_cell, nerve, seeds, parallel=False):
+    """(steps, places) of all bushy-cell spikes for a (places, steps) velocity block.
+
+    seeds: place_seeds, one per row (or a numpy Generator or int to draw them from). parallel:
+    share the places among numba's threads (the spikes are the same either way)."""
+    if not (isinstance(seeds, np.ndarray) and seeds.dtype == np.uint64):
+        seeds = place_seeds(seeds, velocity.shape[0])
+    if len(seeds) != velocity.shape[0]:
+        raise ValueError(f"{len(seeds)} seeds for {velocity.shape[0]} places")
     out_steps, out_count = spike_buffers(*velocity.shape, rate, nerve)
-    nerve_kernel(np.ascontiguousarray(velocity), float(rate), hair_cell.as_array(), nerve.as_array(),
-                 rng, out_steps, out_count)
+    kernel = nerve_kernel_parallel if parallel else nerve_kernel
+    kernel(np.ascontiguousarray(velocity), float(rate), hair_cell.as_array(), nerve.as_array(),
+           np.ascontiguousarray(seeds), out_steps, out_count)
     return flatten_spikes(out_steps, out_count)
