@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from eventprop_lab.data import sources
+from eventprop_lab.data.events import SpikeDataset
 from eventprop_lab.data.hdf5 import read_shd_h5, write_shd_h5
 from eventprop_lab.data.sources import Splits, load_dataset
 
@@ -78,6 +79,22 @@ def test_round_trip_keeps_samples_labels_speakers_and_empty_samples(tmp_path):
         # float16 seconds keep about 11 bits: within 0.5 ms near 1 s
         np.testing.assert_allclose(got_t, t, atol=0.5)
         assert np.all(np.diff(got_t) >= 0)
+
+
+def test_class_names_come_from_extra_keys_and_stay_through_subset_save_and_load(tmp_path):
+    write_shd_h5(tmp_path / "x.h5", random_samples(4, np.random.default_rng(2)), [0, 1, 2, 1], [0, 0, 1, 1],
+                 keys=["zero", "one", "two"])
+    data = read_shd_h5(tmp_path / "x.h5")
+    assert data.class_names == ("zero", "one", "two")
+    part = data.subset([1, 3])
+    assert part.class_names == ("zero", "one", "two") and part.n_classes == 3
+    part.save(tmp_path / "part.npz")
+    assert SpikeDataset.load(tmp_path / "part.npz").class_names == ("zero", "one", "two")
+    unnamed = SpikeDataset.from_samples(random_samples(2, np.random.default_rng(3)), [0, 1])
+    unnamed.save(tmp_path / "unnamed.npz")
+    assert unnamed.class_names is None and SpikeDataset.load(tmp_path / "unnamed.npz").class_names is None
+    with pytest.raises(ValueError, match="2 class names for 3 classes"):
+        SpikeDataset.from_samples(random_samples(2, np.random.default_rng(3)), [0, 2], class_names=["a", "b"])
 
 
 def test_reader_takes_files_made_without_our_writer_and_sorts_by_time(tmp_path):
@@ -179,6 +196,7 @@ def test_shd_loads_through_tonic_from_the_data_dir(tmp_path, monkeypatch):
     monkeypatch.setattr(sources, "read_shd_h5", lambda *a, **k: pytest.fail("read the .h5 again"))
     again = load_dataset("shd", data_dir=tmp_path)
     np.testing.assert_array_equal(again.train.times, splits.train.times)
+    assert again.train.class_names == splits.train.class_names == tuple(f"word-{i}" for i in range(20))
 
 
 def test_a_replaced_shd_file_is_read_again(tmp_path):

@@ -270,7 +270,7 @@ def blend(dataset, probs=(0.5, 0.5), n_new=None, *, rng, duration_ms=None):
     return SpikeDataset.from_samples(samples, np.asarray(labels, np.int64), np.full(n_new, -1, np.int64),
                                      n_channels=dataset.n_channels, n_classes=dataset.n_classes,
                                      name=f"{dataset.name}+blend" if dataset.name else "blend",
-                                     duration_ms=dataset.duration_ms)
+                                     duration_ms=dataset.duration_ms, class_names=dataset.class_names)
 
 
 def concat(first, second):
@@ -285,4 +285,5 @@ def concat(first, second):
                         offsets - offsets[0], np.concatenate([first.labels, second.labels]),
                         np.concatenate([first.speakers, second.speakers]), n_channels=first.n_channels,
                         n_classes=max(first.n_classes, second.n_classes), name=first.name,
-                        duration_ms=max(durations) if durations else None)
+                        duration_ms=max(durations) if durations else None,
+                        class_names=first.class_names if first.class_names == second.class_names else None)

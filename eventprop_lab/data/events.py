@@ -29,10 +29,11 @@ def events_to_ms(events):
 class SpikeDataset:
     """Samples of spike events with labels and speakers (or other groups).
 
-    times[offsets[i]:offsets[i+1]] (ms, sorted) and channels[...] are sample i."""
+    times[offsets[i]:offsets[i+1]] (ms, sorted) and channels[...] are sample i. class_names, if
+    known (an SHD-layout file's extra/keys), name the labels: label k is class_names[k]."""
 
     def __init__(self, times, channels, offsets, labels, speakers=None, n_channels=700, n_classes=None,
-                 name="", duration_ms=None):
+                 name="", duration_ms=None, class_names=None):
         self.times = np.asarray(times, np.float32)
         self.channels = np.asarray(channels, np.int16 if n_channels <= 32767 else np.int32)
         self.offsets = np.asarray(offsets, np.int64)
@@ -44,6 +45,10 @@ class SpikeDataset:
         self.duration_ms = duration_ms
         if len(self.offsets) != len(self.labels) + 1 or len(self.speakers) != len(self.labels):
             raise ValueError("offsets must have one entry more than labels, and speakers as many as labels")
+        self.class_names = None if class_names is None else tuple(
+            n.decode() if isinstance(n, bytes) else str(n) for n in class_names)
+        if self.class_names is not None and len(self.class_names) != self.n_classes:
+            raise ValueError(f"{len(self.class_names)} class names for {self.n_classes} classes")
 
     @classmethod
     def from_samples(cls, samples, labels, speakers=None, **kw):
@@ -74,7 +79,7 @@ class SpikeDataset:
         indices = np.asarray(indices, np.int64)
         return SpikeDataset.from_samples(self.samples(indices), self.labels[indices], self.speakers[indices],
                                          n_channels=self.n_channels, n_classes=self.n_classes, name=self.name,
-                                         duration_ms=self.duration_ms)
+                                         duration_ms=self.duration_ms, class_names=self.class_names)
 
     @property
     def spikes_per_sample(self):
@@ -88,6 +93,8 @@ class SpikeDataset:
                       speakers=self.speakers, n_channels=np.array(self.n_channels),
                       n_classes=np.array(self.n_classes), name=np.array(self.name),
                       duration_ms=np.array(np.nan if self.duration_ms is None else self.duration_ms))
+        if self.class_names is not None:
+            arrays["class_names"] = np.array(self.class_names, dtype=str)
         atomic_write(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
@@ -96,9 +103,11 @@ class SpikeDataset:
 
         d = read_npz(path, "dataset file (delete it to regenerate)")
         duration = float(d["duration_ms"])
+        names = d.get("class_names")  # absent: saved without names, or before datasets kept them
         return cls(d["times"], d["channels"], d["offsets"], d["labels"], d["speakers"],
                    n_channels=int(d["n_channels"]), n_classes=int(d["n_classes"]), name=str(d["name"]),
-                   duration_ms=None if np.isnan(duration) else duration)
+                   duration_ms=None if np.isnan(duration) else duration,
+                   class_names=None if names is None else names.tolist())
 
     def __repr__(self):
         return (f"SpikeDataset({self.name!r}, {len(self)} samples, {self.n_classes} classes, "

@@ -69,8 +69,9 @@ def write_shd_h5(path, samples, labels, speakers, keys=None):
 def read_shd_h5(path, n_channels=700, name=None, require_extra=False):
     """A SpikeDataset (times in ms) from any SHD-layout file; raises ValueError if it is unusable.
 
-    extra/speaker and extra/keys may be missing unless require_extra (the official SHD and SSC
-    files have both): speakers are then 0 and the classes are 0 .. the largest label."""
+    extra/keys become the dataset's class_names. extra/speaker and extra/keys may be missing unless
+    require_extra (the official SHD and SSC files have both): speakers are then 0 and the classes
+    are 0 .. the largest label, without names."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no file at {path}")
@@ -154,5 +155,5 @@ def _to_dataset(raw, path, n_channels, name):
         order = np.lexsort((t, np.repeat(np.arange(len(labels)), n_times)))
         t, c = t[order], c[order]
     t *= 1000.0
-    return SpikeDataset(t, c, offsets, labels.astype(np.int64),
-                        speakers.astype(np.int64), n_channels=n_channels, n_classes=n_classes, name=name)
+    return SpikeDataset(t, c, offsets, labels.astype(np.int64), speakers.astype(np.int64), n_channels=n_channels,
+                        n_classes=n_classes, name=name, class_names=None if keys is None else list(keys))

@@ -106,8 +106,9 @@ def _load_heidelberg(kind, split, data_dir, n_channels, progress):
     source = _open_with_tonic(kind, split, data_dir, n_channels)
     path = Path(source.location_on_system, source.data_filename)
     stat = path.stat()
-    # keyed by size and modification time: a replaced file is read again
-    cache = path.with_name(f"{path.stem}.{stat.st_size}-{stat.st_mtime_ns}-{n_channels}.npz")
+    # keyed by size and modification time: a replaced file is read again; "k": with the class names
+    # (caches written before datasets kept them are converted again)
+    cache = path.with_name(f"{path.stem}.{stat.st_size}-{stat.st_mtime_ns}-{n_channels}k.npz")
     if cache.exists():
         try:
             return SpikeDataset.load(cache)
