@@ -11,7 +11,6 @@ import os
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
 import numpy as np
@@ -64,48 +63,13 @@ class Heard(NamedTuple):
     snapshot: Snapshot
 
 
-def class_names(dataset, n_classes, source=None, data_dir="data_cache"):
-    """The class names of a run's data: the dataset's own (a `class_names` attribute), else the
-    extra/keys of the SHD-layout file it was read from (`source`: the run's dataset setting), else
-    "class 0", "class 1", ..."""
+def class_names(dataset, n_classes):
+    """The class names of a run's data (its SpikeDataset's class_names, from an SHD-layout file's
+    extra/keys), else "class 0", "class 1", ..."""
     names = getattr(dataset, "class_names", None)
-    if names is None and source is not None:
-        names = _file_keys(*_keys_file(str(source), data_dir))
     if names is not None and len(names) == n_classes:
         return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
     return tuple(f"class {k}" for k in range(n_classes))
-
-
-def _keys_file(source, data_dir):
-    """(path, modification time) of the file whose extra/keys name the classes of a dataset setting."""
-    key = source.strip()
-    if key.lower() in ("shd", "ssc"):  # where tonic finds the official files (data/sources.py)
-        path = Path(data_dir, key.upper(), f"{key.lower()}_train.h5")
-    elif key.lower().startswith("h5:"):
-        path = Path(key[3:])
-    elif key.lower().endswith((".h5", ".hdf5")):
-        path = Path(key)
-    else:
-        return None, None
-    try:
-        return str(path), path.stat().st_mtime_ns
-    except OSError:
-        return None, None
-
-
-@functools.lru_cache(maxsize=8)
-def _file_keys(path, mtime_ns):
-    # SpikeDataset does not keep extra/keys, so they are read here (once per file version)
-    if path is None:
-        return None
-    try:
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            keys = f["extra/keys"][()] if "extra/keys" in f else None
-        return None if keys is None or np.ndim(keys) != 1 else tuple(keys)
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 def snapshot(session, attempts=3) -> Snapshot:
@@ -119,7 +83,7 @@ def snapshot(session, attempts=3) -> Snapshot:
         if session.run is not run:  # reset while we read
             continue
         train = run.train_set
-        names = class_names(train, params.n_out, run.run_cfg.dataset, run.run_cfg.data_dir)
+        names = class_names(train, params.n_out)
         return Snapshot(params=params, loss=progress["loss"], dt=float(run.training.dt),
                         n_steps=int(run.training.n_steps), n_channels=int(train.n_channels),
                         inputs=run._inputs, class_names=names, step=int(progress["step"]),
@@ -183,15 +147,18 @@ def _audio():
 _cochlea_lock = threading.Lock()
 
 
-@functools.lru_cache(maxsize=2)
-def _cochlea(n_channels):
-    return _audio().Cochlea(n_channels=n_channels)
+@functools.lru_cache(maxsize=4)
+def _cochlea(n_channels, parallel):
+    return _audio().Cochlea(n_channels=n_channels, parallel=parallel)
 
 
 def cochlea(n_channels=700):
-    """One cochlea per channel count, shared (building one sets up its filter bank)."""
+    """One cochlea per channel count, shared (the filter bank is designed once per rate and count).
+    It shares its places among numba's threads (the same spikes, in about half the wall time on 2
+    idle cores), except under the workqueue layer, where a parallel kernel beside training's would
+    abort the process (check_can_run_beside)."""
     with _cochlea_lock:
-        return _cochlea(int(n_channels))
+        return _cochlea(int(n_channels), _threading_layer() != "workqueue")
 
 
 def decode(data: bytes, suffix=".wav"):

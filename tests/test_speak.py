@@ -167,7 +167,7 @@ def test_under_numbas_workqueue_layer_listening_waits_for_a_pause(session, monke
     assert hear_in_session(vowel_wav(), ".wav", session).probabilities.shape == (4,)
 
 
-def test_class_names_come_from_the_dataset_or_its_files_keys(tmp_path):
+def test_class_names_come_from_the_dataset_and_so_from_its_files_keys(tmp_path):
     class Named:
         class_names = [b"zero", b"one"]
 
@@ -175,13 +175,12 @@ def test_class_names_come_from_the_dataset_or_its_files_keys(tmp_path):
     assert infer.class_names(object(), 3) == ("class 0", "class 1", "class 2")
     assert infer.class_names(Named(), 3) == ("class 0", "class 1", "class 2")  # names that do not fit are not used
     from eventprop_lab.data import write_shd_h5
+    from eventprop_lab.data.sources import load_dataset
 
     path = tmp_path / "digits_train.h5"
     write_shd_h5(path, [(np.array([1.0]), np.array([3]))] * 2, np.array([0, 1]), np.array([0, 0]),
                  keys=["zero", "one"])
-    assert infer.class_names(object(), 2, source=str(path)) == ("zero", "one")
-    assert infer.class_names(object(), 2, source=f"h5:{path}") == ("zero", "one")
-    assert infer.class_names(object(), 2, source="shd", data_dir=tmp_path) == ("class 0", "class 1")  # no file
+    assert infer.class_names(load_dataset(f"h5:{path}").train, 2) == ("zero", "one")
 
 
 # ---- the panel, without a browser ----------------------------------------------------------
