@@ -10,7 +10,7 @@ What is measured
 A speech-like clip (the reference sounds of cochlea/signals.py one after another) of 1 s and 3 s,
 given at 16 kHz, through a 700-channel cochlea at audio_rate 48 kHz (the default: SHD's recording
 rate, inner ear at 24 kHz) and at 16 kHz (inner ear at 8 kHz, the rate of the lauscher reference).
-CPU time is process time (user + system of this process; the cochlea runs with parallel=False, on
+CPU time is process time (user + system of this process; the cochlea runs with threads=1, on
 one thread, here: the same spikes as with threads), best of --repeats runs after a warm-up that
 absorbs numba compilation and the one-off design of the membrane filters for the rate (reported on
 its own in the "set-up" line). Wall time with threads, as the dashboard's Speak tab runs it, is
@@ -139,7 +139,7 @@ def main():
           f"{'spikes':>7} {'lauscher':>9}   (CPU s per s of audio)")
     result = None
     for audio_rate in (48000.0, 16000.0):
-        cochlea = Cochlea(audio_rate=audio_rate, parallel=False)  # CPU per second of audio: one thread
+        cochlea = Cochlea(audio_rate=audio_rate, threads=1)  # CPU per second of audio: one thread
         impulse_responses.cache_clear()
         t0 = cpu()
         cochlea.encode(speech_like(0.2), RATE)

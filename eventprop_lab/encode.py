@@ -97,12 +97,12 @@ class CochleaEncoder:
 
     Picklable, and builds its cochlea once per process."""
 
-    def __init__(self, n_channels=700, seed=0):
-        self.n_channels, self.seed = n_channels, seed
+    def __init__(self, n_channels=700, seed=0, threads=None):
+        self.n_channels, self.seed, self.threads = n_channels, seed, threads
         self._cochlea = None
 
     def __getstate__(self):
-        return {"n_channels": self.n_channels, "seed": self.seed, "_cochlea": None}
+        return {"n_channels": self.n_channels, "seed": self.seed, "threads": self.threads, "_cochlea": None}
 
     def settings(self):
         return {"model": "eventprop_lab.data.audio.Cochlea", "n_channels": self.n_channels, "seed": self.seed}
@@ -111,7 +111,7 @@ class CochleaEncoder:
         from .data.audio import Cochlea, read_audio
 
         if self._cochlea is None:
-            self._cochlea = Cochlea(n_channels=self.n_channels, seed=self.seed)
+            self._cochlea = Cochlea(n_channels=self.n_channels, seed=self.seed, threads=self.threads)
         samples, rate = read_audio(path)
         times, channels = self._cochlea.encode(samples, rate, seed=seed)
         return times, channels, len(samples) / rate
@@ -123,9 +123,7 @@ _worker_encoder = None
 def _init_worker(encoder):
     global _worker_encoder
     _worker_encoder = encoder
-    import numba
-
-    numba.set_num_threads(1)  # the processes share the cores already; the spikes do not depend on it
+    encoder.threads = 1  # the processes share the cores already; the spikes do not depend on it
 
 
 def _encode_one(path, seed, encoder=None):

@@ -147,18 +147,16 @@ def _audio():
 _cochlea_lock = threading.Lock()
 
 
-@functools.lru_cache(maxsize=4)
-def _cochlea(n_channels, parallel):
-    return _audio().Cochlea(n_channels=n_channels, parallel=parallel)
+@functools.lru_cache(maxsize=2)
+def _cochlea(n_channels):
+    return _audio().Cochlea(n_channels=n_channels)
 
 
 def cochlea(n_channels=700):
-    """One cochlea per channel count, shared (the filter bank is designed once per rate and count).
-    It shares its places among numba's threads (the same spikes, in about half the wall time on 2
-    idle cores), except under the workqueue layer, where a parallel kernel beside training's would
-    abort the process (check_can_run_beside)."""
+    """One cochlea per channel count, shared (building one sets up its filter bank). It encodes
+    blocks of places on as many threads as numba has, with the spikes of one thread."""
     with _cochlea_lock:
-        return _cochlea(int(n_channels), _threading_layer() != "workqueue")
+        return _cochlea(int(n_channels))
 
 
 def decode(data: bytes, suffix=".wav"):

@@ -231,8 +231,8 @@ def test_fused_kernel_equals_the_stages_run_one_by_one(cochlea16):
 def test_threads_and_blocks_do_not_change_the_spikes():
     # each place draws from a stream of its own, so the places may run in any order on any thread
     x = SIGNALS["vowel_i_220"]
-    serial = Cochlea(parallel=False, channel_block=64).encode(x, RATE, seed=3)
-    for other in (Cochlea(parallel=True, channel_block=64), Cochlea(parallel=True, channel_block=7)):
+    serial = Cochlea(threads=1, channel_block=64).encode(x, RATE, seed=3)
+    for other in (Cochlea(threads=2, channel_block=64), Cochlea(threads=3, channel_block=7)):
         spikes = other.encode(x, RATE, seed=3)
         assert np.array_equal(spikes[0], serial[0]) and np.array_equal(spikes[1], serial[1])
 

@@ -24,6 +24,7 @@ load the kernels (Cochlea.warm_up does it ahead of time).
 Written from the papers and checked against the published implementation (lauscher, commit 16db85f;
 tests/test_audio.py, tests/data/lauscher_reference.json), sharing no code with it.
 """
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
@@ -139,8 +140,9 @@ class Cochlea(param.Parameterized):
                              doc="RMS the signal is scaled to before the membrane (SHD: 0.3)")
     fade = param.Boolean(True, doc="fade in and out with a Hann window over the whole signal, as SHD")
     channel_block = param.Integer(64, bounds=(1, None), doc="places computed at once, at most")
-    parallel = param.Boolean(True, doc="share the places and the FFTs among numba's threads "
-                                       "(numba.get_num_threads()); the spikes are the same either way")
+    threads = param.Integer(None, bounds=(1, None), allow_None=True,
+                            doc="blocks of places encoded at once, each on a thread (None: numba's thread "
+                                "count, NUMBA_NUM_THREADS); the spikes are the same for any number")
 
     def __init__(self, n_channels=700, n_fibres=40, seed=0, membrane=None, hair_cell=None, nerve=None, **params):
         super().__init__(n_channels=n_channels, seed=seed, **params)
@@ -172,17 +174,16 @@ class Cochlea(param.Parameterized):
         x = samples * (self.rms_level / np.sqrt(np.mean(samples**2)))
         return x * hann_fade(len(x)) if self.fade else x
 
-    def membrane_velocity(self, x, sample_rate, channels, workers=1):
+    def membrane_velocity(self, x, sample_rate, channels):
         """Membrane velocity of the prepared signal at the given places, at half the audio rate."""
-        return membrane_velocity(x, sample_rate, channels, self.n_channels, self.membrane, workers=workers)
+        return membrane_velocity(x, sample_rate, channels, self.n_channels, self.membrane)
 
-    def threads(self):
-        """How many threads encode uses: numba's count for this thread if parallel, else 1."""
-        if not self.parallel:
-            return 1
+    def n_threads(self):
+        if self.threads is not None:
+            return self.threads
         import numba
 
-        return numba.get_num_threads()
+        return numba.config.NUMBA_NUM_THREADS
 
     def encode(self, samples, sample_rate, seed=None):
         """(times_ms float64 sorted ascending, channels int64 in [0, n_channels)).
@@ -195,19 +196,28 @@ class Cochlea(param.Parameterized):
         samples, rate = self.resample(samples, sample_rate)
         # one random stream per place, so that neither the blocks nor the threads change the spikes
         seeds = place_seeds(self.seed if seed is None else seed, self.n_channels)
-        threads = self.threads()
         x = self.prepare(samples)
         inner_rate = rate / 2.0
         # places per block: at most channel_block, and few enough that a block's spectra stay near
         # BLOCK_VALUES numbers however long the sound is
         block = max(1, min(self.channel_block, BLOCK_VALUES // (len(x) + 1)))
-        all_steps, all_places = [], []
-        for start in range(0, self.n_channels, block):
-            channels = np.arange(start, min(start + block, self.n_channels))
-            steps, places = run_nerve(self.membrane_velocity(x, rate, channels, threads), inner_rate, self.hair_cell,
-                                      self.nerve, seeds[channels], parallel=threads > 1)
-            all_steps.append(steps)
-            all_places.append(places + start)
+        blocks = [np.arange(start, min(start + block, self.n_channels)) for start in range(0, self.n_channels, block)]
+
+        def encode_block(channels):
+            steps, places = run_nerve(self.membrane_velocity(x, rate, channels), inner_rate, self.hair_cell,
+                                      self.nerve, seeds[channels])
+            return steps, places + channels[0]
+
+        threads = min(self.n_threads(), len(blocks))
+        if threads > 1:
+            # whole blocks per thread (the FFTs and the nerve kernel release the GIL): a thread that
+            # the machine's other work holds up leaves more blocks to the others, where splitting
+            # each block's places among threads would wait for it at every block
+            with ThreadPoolExecutor(threads, thread_name_prefix="cochlea") as pool:
+                done = list(pool.map(encode_block, blocks))
+        else:
+            done = [encode_block(channels) for channels in blocks]
+        all_steps, all_places = zip(*done)
         steps, places = np.concatenate(all_steps), np.concatenate(all_places)
         order = np.lexsort((places, steps))
         return steps[order] * (1000.0 / inner_rate), places[order].astype(np.int64)

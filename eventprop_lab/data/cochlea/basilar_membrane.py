@@ -114,13 +114,13 @@ def impulse_responses(sample_rate, n_channels, params=MembraneParams()):
     return out
 
 
-def membrane_velocity(x, sample_rate, channels, n_channels, params=MembraneParams(), workers=1):
+def membrane_velocity(x, sample_rate, channels, n_channels, params=MembraneParams()):
     """Membrane velocity at the given places (rows), float32, sampled at half the audio rate.
 
     A linear convolution by FFT (the SHD chain's is circular over the clip; they differ only at the
     clip's ends, which its fade silences). The SHD chain runs its inner ear at half the audio rate,
     taking every second sample without an anti-alias filter; we decimate the same way, by folding
-    the spectrum before the inverse FFT, which halves its length. workers: threads of the FFTs."""
+    the spectrum before the inverse FFT, which halves its length."""
     h = impulse_responses(float(sample_rate), n_channels, params)[channels]
     n, n_ir = len(x), h.shape[1]
     nfft = n + n_ir
@@ -133,10 +133,10 @@ def membrane_velocity(x, sample_rate, channels, n_channels, params=MembraneParam
     padded = np.zeros((len(channels), nfft), np.float32)
     padded[:, :n_ir // 2] = h[:, :n_ir // 2]
     padded[:, nfft - (n_ir - n_ir // 2):] = h[:, n_ir // 2:]
-    spectrum = sfft.rfft(padded, axis=1, workers=workers)
+    spectrum = sfft.rfft(padded, axis=1)
     spectrum *= sfft.rfft(np.asarray(x, np.float32), nfft)[None, :]
     # y[2m] has the spectrum (Y[k] + Y[k + half]) / 2 on the half-length grid; Y[k + half] = conj Y[half - k]
     folded = spectrum[:, :half // 2 + 1]
     folded += np.conj(spectrum[:, half:half // 2 - 1:-1])
     folded *= 0.5
-    return sfft.irfft(folded, half, axis=1, workers=workers)[:, :(n + 1) // 2]
+    return sfft.irfft(folded, half, axis=1)[:, :(n + 1) // 2]

@@ -18,8 +18,8 @@ nerve_kernel runs all three stages in one pass; the per-stage kernels run the sa
 with the same random numbers and exist to time and test the stages one by one.
 
 Random numbers: each place has a stream of its own (splitmix64, seeded from place_seeds), so the
-places are independent and nerve_kernel_parallel may run them on any number of threads and still
-give exactly the spikes of nerve_kernel.
+places are independent: blocks of them may run in any order, on any number of threads, and give
+the same spikes.
 """
 from dataclasses import astuple, dataclass
 
@@ -218,24 +218,16 @@ def _nerve_place(i, velocity, hc, nv_constants, seeds, recent, out_steps, out_co
     out_count[i] = n_out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def nerve_kernel(velocity, rate, hc, nv, seeds, out_steps, out_count):
     """Bushy-cell spike steps per place from membrane velocity (places, steps) sampled at `rate`.
 
     hc: HairCellParams.as_array(); nv: NerveParams.as_array(); seeds: place_seeds, one per row.
-    Writes the steps of place i to out_steps[i, :out_count[i]]."""
+    Writes the steps of place i to out_steps[i, :out_count[i]]. Releases the GIL, so that blocks of
+    places may run on threads of their own."""
     constants = _constants(rate, nv)
     recent = np.zeros(constants[2], np.int64)
     for i in range(velocity.shape[0]):
-        _nerve_place(i, velocity, hc, constants, seeds, recent, out_steps, out_count)
-
-
-@numba.njit(cache=True, parallel=True)
-def nerve_kernel_parallel(velocity, rate, hc, nv, seeds, out_steps, out_count):
-    """nerve_kernel with the places shared among numba's threads: the same spikes, sooner."""
-    constants = _constants(rate, nv)
-    for i in numba.prange(velocity.shape[0]):
-        recent = np.zeros(constants[2], np.int64)  # the place's refractory ring, private to its thread
         _nerve_place(i, velocity, hc, constants, seeds, recent, out_steps, out_count)
 
 
@@ -298,17 +290,15 @@ def flatten_spikes(out_steps, out_count):
     return steps, places
 
 
-def run_nerve(velocity, rate, hair_cell, nerve, seeds, parallel=False):
+def run_nerve(velocity, rate, hair_cell, nerve, seeds):
     """(steps, places) of all bushy-cell spikes for a (places, steps) velocity block.
 
-    seeds: place_seeds, one per row (or a numpy Generator or int to draw them from). parallel:
-    share the places among numba's threads (the spikes are the same either way)."""
+    seeds: place_seeds, one per row (or a numpy Generator or int to draw them from)."""
     if not (isinstance(seeds, np.ndarray) and seeds.dtype == np.uint64):
         seeds = place_seeds(seeds, velocity.shape[0])
     if len(seeds) != velocity.shape[0]:
         raise ValueError(f"{len(seeds)} seeds for {velocity.shape[0]} places")
     out_steps, out_count = spike_buffers(*velocity.shape, rate, nerve)
-    kernel = nerve_kernel_parallel if parallel else nerve_kernel
-    kernel(np.ascontiguousarray(velocity), float(rate), hair_cell.as_array(), nerve.as_array(),
-           np.ascontiguousarray(seeds), out_steps, out_count)
+    nerve_kernel(np.ascontiguousarray(velocity), float(rate), hair_cell.as_array(), nerve.as_array(),
+                 np.ascontiguousarray(seeds), out_steps, out_count)
     return flatten_spikes(out_steps, out_count)
