@@ -60,7 +60,7 @@ def forward_kernel(
     n_chunks, in_ptr, in_step, in_ch, n_steps,
     W_in, W_rec, W_out,
     a_h, c_h, b_h, a_o, c_o, b_o, mv_o, mi_o, itm_h, its_h, itm_o, its_o, dt,
-    threshold, min_slope, tol, recurrent, spiking_readout,
+    threshold, min_slope, kick_min_slope, tol, recurrent, spiking_readout,
     spike_step, spike_id, spike_slope, spike_lag, n_spikes, counts,
     mean_v, trace_v, trace_i, first_step, first_slope, first_lag, state_v, state_i,
 ):
@@ -118,7 +118,9 @@ def forward_kernel(
                         if ns < cap:
                             spike_step[s, ns] = n + 1
                             spike_id[s, ns] = j
-                            spike_slope[s, ns] = max(i_cross - threshold, min_slope)
+                            # kicked over threshold by the previous step's spikes: see KICK_MIN_SLOPE
+                            floor = kick_min_slope if V[j] >= threshold else min_slope
+                            spike_slope[s, ns] = max(i_cross - threshold, floor)
                             spike_lag[s, ns] = lag[n_fired]
                         n_fired += 1
                         ns += 1

@@ -28,7 +28,7 @@ import tempfile
 
 import numpy as np
 
-from .grid import THRESHOLD, check_batch, check_params, step_coefficients
+from .grid import KICK_MIN_SLOPE, THRESHOLD, check_batch, check_params, step_coefficients
 from .grid import dtype_of as _dtype_of
 from .types import ForwardRecord, Gradients, LossSource, Params, Probe, SpikeBatch
 
@@ -104,7 +104,7 @@ if (Phase == 0) {
             const scalar icross = I * exp(-u * ITS);
             Lag = dt - u;
             rec = Lag;
-            slope = fmax(icross - 1.0, MinSlope);
+            slope = fmax(icross - 1.0, V >= 1.0 ? KickMinSlope : MinSlope);  // as the numba kernel
             v = Lag * icross * ITM;
             Fired = 1;
         }
@@ -249,8 +249,8 @@ def _models(pygenn):
     per_neuron = [(n, "scalar", ro) for n in ("A", "B", "C", "D", "ITM", "ITS", "TauM", "TauS")]
     hidden = create_neuron_model(
         "eventprop_lab_hidden",
-        params=[("NSteps", "int"), "MinSlope", "Tol", ("Phase", "int"), ("Probe", "int"), ("HasSpikeDl", "int"),
-                ("RecordState", "int")],
+        params=[("NSteps", "int"), "MinSlope", "KickMinSlope", "Tol", ("Phase", "int"), ("Probe", "int"),
+                ("HasSpikeDl", "int"), ("RecordState", "int")],
         vars=[("V", "scalar"), ("I", "scalar"), ("LV", "scalar"), ("LI", "scalar"), ("Lag", "scalar"),
               ("Slope", "scalar"), ("Fired", "uint8_t"), ("BackSpike", "uint8_t"), ("Src", "scalar"),
               ("RegJump", "scalar", VarAccess.READ_ONLY_DUPLICATE), ("GTauM", "scalar"), ("GTauS", "scalar"),
@@ -306,7 +306,7 @@ def _models(pygenn):
 class _Model:
     """One built and loaded GeNN model for a network shape, trial length and dt."""
 
-    def __init__(self, key, backend, batch, build_dir, min_slope, event_capacity):
+    def __init__(self, key, backend, batch, build_dir, min_slope, kick_min_slope, event_capacity):
         import pygenn
         from pygenn import GeNNModel, init_postsynaptic, init_weight_update
 
@@ -327,8 +327,8 @@ class _Model:
             "inputs", n_in, input_m, {"NSteps": T, "Phase": 0},
             {"Start": 0, "End": 0, "Cursor": 0, "Mult": 0.0, "BackSpike": 0})
         self.hidden = model.add_neuron_population(
-            "hidden", N, hidden_m, {"NSteps": T, "MinSlope": min_slope, "Tol": tol, "Phase": 0, "Probe": 0,
-                                    "HasSpikeDl": 0, "RecordState": 0},
+            "hidden", N, hidden_m, {"NSteps": T, "MinSlope": min_slope, "KickMinSlope": kick_min_slope, "Tol": tol,
+                                    "Phase": 0, "Probe": 0, "HasSpikeDl": 0, "RecordState": 0},
             {"V": 0.0, "I": 0.0, "LV": 0.0, "LI": 0.0, "Lag": 0.0, "Slope": 1.0, "Fired": 0, "BackSpike": 0,
              "Src": 0.0, "RegJump": 0.0, "GTauM": 0.0, "GTauS": 0.0, **coeff,
              "DAM": 0.0, "DCM": 0.0, "DCS": 0.0, "DBS": 0.0})
@@ -514,7 +514,7 @@ class GeNNEngine:
     name = "genn"
     supported_losses = None  # all: every kind of loss source is implemented
 
-    def __init__(self, backend=None, batch_size=None, build_dir=None, min_slope=1e-3):
+    def __init__(self, backend=None, batch_size=None, build_dir=None, min_slope=1e-3, kick_min_slope=KICK_MIN_SLOPE):
         ok, why = pygenn_status()
         if not ok:
             raise ImportError(why)
@@ -525,6 +525,7 @@ class GeNNEngine:
             raise ValueError(f"GeNN's {self.backend} backend runs batch size 1 only; use batch_size=1 or CUDA")
         self.build_dir = build_dir or os.path.join(tempfile.gettempdir(), "eventprop_lab_genn")
         self.min_slope = float(min_slope)
+        self.kick_min_slope = float(kick_min_slope)
         self._models = {}
 
     def _model(self, params, batch, n_events):
@@ -536,7 +537,8 @@ class GeNNEngine:
             os.makedirs(self.build_dir, exist_ok=True)
             if model is not None:
                 model.model.unload()
-            model = _Model(key, self.backend, self.batch_size, self.build_dir, self.min_slope, capacity)
+            model = _Model(key, self.backend, self.batch_size, self.build_dir, self.min_slope, self.kick_min_slope,
+                           capacity)
             self._models[key] = model
         return model
 

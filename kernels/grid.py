@@ -143,6 +143,12 @@ def _step_coefficients(tau_mem_bytes, tau_syn_bytes, dt):
 
 
 THRESHOLD = 1.0  # every backend's firing threshold (docs/engine.md)
+# floor of I - threshold at a spike that starts its step at or above threshold (kicked over it by
+# the previous step's spikes): its crossing lies before the step, where I - threshold is not
+# known; at dt = 1 ms, I - threshold at the step's start was near 0 or below for a few such
+# spikes, and dividing by the usual floor grew the adjoint a thousandfold per spike
+# (docs/engine.md, "Kicked spikes")
+KICK_MIN_SLOPE = 0.3
 
 
 def dtype_of(params):

@@ -2,7 +2,7 @@
 import numpy as np
 
 from . import _numba_kernels as nk
-from .grid import THRESHOLD, check_batch, check_params, step_coefficients
+from .grid import KICK_MIN_SLOPE, THRESHOLD, check_batch, check_params, step_coefficients
 from .grid import dtype_of as _dtype_of
 from .types import ForwardRecord, Gradients, LossSource, Params, Probe, SpikeBatch
 
@@ -21,8 +21,9 @@ class NumbaEngine:
     name = "numba"
     supported_losses = None  # all
 
-    def __init__(self, min_slope=1e-3, initial_capacity=1024):
+    def __init__(self, min_slope=1e-3, kick_min_slope=KICK_MIN_SLOPE, initial_capacity=1024):
         self.min_slope = float(min_slope)
+        self.kick_min_slope = float(kick_min_slope)
         self._capacity = int(initial_capacity)
 
     # ---- forward -------------------------------------------------------------------------
@@ -61,7 +62,7 @@ class NumbaEngine:
                 co.mv.astype(dtype), co.mi.astype(dtype),
                 (1 / p.tau_mem).astype(dtype), (1 / p.tau_syn).astype(dtype),
                 (1 / p.tau_mem_out).astype(dtype), (1 / p.tau_syn_out).astype(dtype), dtype.type(batch.dt),
-                dtype.type(THRESHOLD), dtype.type(self.min_slope), _crossing_tol(dtype),
+                dtype.type(THRESHOLD), dtype.type(self.min_slope), dtype.type(self.kick_min_slope), _crossing_tol(dtype),
                 p.recurrent, spiking_readout,
                 spike_step, spike_id, spike_slope, spike_lag, n_spikes, counts,
                 mean_v, trace_v, trace_i, first_step, first_slope, first_lag, state_v, state_i,

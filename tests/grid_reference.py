@@ -106,6 +106,7 @@ class SampleResult:
     spike_id: np.ndarray  # (S,)
     spike_slope: np.ndarray  # (S,) I − ϑ at the interpolated crossing, NOT floored
     spike_lag: np.ndarray  # (S,) time from the crossing to the step where the spike is stored
+    spike_kicked: np.ndarray  # (S,) bool: the neuron started the step at or above threshold
     counts: np.ndarray  # (n_hid,)
     mean_v: np.ndarray  # (n_steps, n_out): V_out averaged over [t_n, t_{n+1}]
     trace_v: np.ndarray  # (n_steps, n_out): V_out(t_1 .. t_T), before any readout reset
@@ -137,7 +138,7 @@ def forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, ta
     I = np.zeros(n_hid)
     Vo = np.zeros(n_out)
     Io = np.zeros(n_out)
-    sp_step, sp_id, sp_slope, sp_lag = [], [], [], []
+    sp_step, sp_id, sp_slope, sp_lag, sp_kicked = [], [], [], [], []
     counts = np.zeros(n_hid, np.int64)
     mean_v = np.zeros((n_steps, n_out))
     trace_v = np.zeros((n_steps, n_out))
@@ -178,6 +179,7 @@ def forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, ta
             lag = dt - u
             sp_slope.append(i_cross - THRESHOLD)
             sp_lag.append(lag)
+            sp_kicked.append(bool(V_prev[j] >= THRESHOLD))
             lags.append(lag)
             V[j] = lag * i_cross / np.asarray(tau_mem, np.float64)[j]  # reset at the crossing
         counts[fired] += 1
@@ -204,6 +206,7 @@ def forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, ta
         spike_id=np.asarray(sp_id, np.int64),
         spike_slope=np.asarray(sp_slope, np.float64),
         spike_lag=np.asarray(sp_lag, np.float64),
+        spike_kicked=np.asarray(sp_kicked, bool),
         counts=counts,
         mean_v=mean_v,
         trace_v=trace_v,
