@@ -1,7 +1,8 @@
 """Command line: `eventprop-lab train`, `evaluate` and `demo`.
 
-Every training option comes from the param configuration (eventprop_lab/config.py), so the
-options, their defaults, bounds and help text are the ones the dashboard shows."""
+Every training option comes from the settings table (eventprop_lab/settings.py), whose types,
+defaults, bounds and help text are the param configuration's (eventprop_lab/config.py): the
+options are the ones the dashboard shows."""
 import argparse
 import shlex
 import sys
@@ -13,8 +14,7 @@ import param
 
 from .config import PRESETS, SECTIONS, apply_preset
 from .optim import format_rate
-
-HIDDEN = {"n_in", "n_out"}  # set from the data
+from .settings import SETTINGS
 
 
 def _parse_list(text):
@@ -25,28 +25,26 @@ def add_config_options(parser):
     parser.add_argument("--preset", choices=list(PRESETS), default=None,
                         help="start from a named recipe (eventprop_lab/config.py PRESETS); options given "
                              "explicitly override it. paper: delay line, heterogeneous tau, shift + blend")
-    for section, cls in SECTIONS.items():
-        group = parser.add_argument_group(f"{section} options")
-        for name, p in cls.param.objects("existing").items():
-            if name == "name" or name in HIDDEN:
-                continue
-            flag = "--" + name.replace("_", "-")
-            doc = (p.doc or "").rstrip(".")
-            if isinstance(p, param.Boolean):
-                group.add_argument(flag, dest=f"{section}.{name}", action=argparse.BooleanOptionalAction,
-                                   default=None, help=f"{doc} (default: {p.default})")
-            elif isinstance(p, param.Selector):
-                group.add_argument(flag, dest=f"{section}.{name}", choices=p.objects, default=None,
-                                   help=f"{doc} (default: {p.default})")
-            elif isinstance(p, (param.List, param.Range)):
-                shown = ",".join(str(x) for x in p.default)
-                group.add_argument(flag, dest=f"{section}.{name}", type=_parse_list, default=None, metavar="A,B",
-                                   help=f"{doc} (default: {shown})")
-            else:
-                kind = int if isinstance(p, param.Integer) else float if isinstance(p, param.Number) else str
-                bounds = f"; range {p.bounds[0]}..{p.bounds[1]}" if getattr(p, "bounds", None) else ""
-                group.add_argument(flag, dest=f"{section}.{name}", type=kind, default=None, metavar=name.upper(),
-                                   help=f"{doc} (default: {p.default}{bounds})")
+    groups = {section: parser.add_argument_group(f"{section} options") for section in SECTIONS}
+    for name, setting in SETTINGS.items():
+        section, group, p = setting.section, groups[setting.section], setting.param
+        flag = "--" + name.replace("_", "-")
+        doc = (p.doc or "").rstrip(".")
+        if isinstance(p, param.Boolean):
+            group.add_argument(flag, dest=f"{section}.{name}", action=argparse.BooleanOptionalAction,
+                               default=None, help=f"{doc} (default: {p.default})")
+        elif isinstance(p, param.Selector):
+            group.add_argument(flag, dest=f"{section}.{name}", choices=p.objects, default=None,
+                               help=f"{doc} (default: {p.default})")
+        elif isinstance(p, (param.List, param.Range)):
+            shown = ",".join(str(x) for x in p.default)
+            group.add_argument(flag, dest=f"{section}.{name}", type=_parse_list, default=None, metavar="A,B",
+                               help=f"{doc} (default: {shown})")
+        else:
+            kind = int if isinstance(p, param.Integer) else float if isinstance(p, param.Number) else str
+            bounds = f"; range {p.bounds[0]}..{p.bounds[1]}" if getattr(p, "bounds", None) else ""
+            group.add_argument(flag, dest=f"{section}.{name}", type=kind, default=None, metavar=name.upper(),
+                               help=f"{doc} (default: {p.default}{bounds})")
 
 
 def configs_from_args(args, parser):

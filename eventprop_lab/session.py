@@ -2,115 +2,37 @@
 
 Threading contract: while the session's thread is alive, it alone touches the TrainingRun
 (trainer, parameters, configs, augmentation, counters). Other threads may only
-- send commands (start, pause, step, stop, reset, hot changes); they go through a queue and are
+- send commands (start, pause, step, stop, reset, settings); they go through a queue and are
   applied at the next batch boundary (a batch inside the engine is never interrupted);
 - read observations from the ObservationBuffer (through a Reader);
-- read `status`, `progress`, `last_error`, `history()` and `params` (a snapshot: the trainer
-  replaces its Params after every batch and never mutates them in place).
+- read `status`, `progress`, `last_error`, `history()`, `settings`, `pending_reset` and `params`
+  (a snapshot: the trainer replaces its Params after every batch and never mutates them in place).
 session.run and its parts may be touched only while no thread is alive (before start(), after
 stop() or reset()).
+
+The session owns the current settings (eventprop_lab/settings.py): `set(**changes)` checks every
+change before it applies any; hot ones reach the run at the next batch boundary, the others wait
+for reset(). Each accepted change is published at once as an event observation ("settings"), and
+`settings_version` counts them, so every page showing the session can follow it.
 """
-import math
+import copy
 import queue
 import threading
 import time
 import traceback
 from collections import deque
 from types import SimpleNamespace
-from typing import NamedTuple
 
 import numpy as np
 
 from .config import AugmentConfig, config_to_dict
 from .observe import MetricsWriter, Observation
 from .run import TrainingRun, make_augmentation
-from .training import TrainingConfig, check_loss_supported
+from .settings import DATA_SETTINGS, SETTINGS, SettingError, check_settings, preset_settings, settings_of
+from .stream import ObservationBuffer, Reader, Since  # noqa: F401 (part of this module's interface)
+from .training import check_loss_supported
 
-HOT_CHANGES = ("loss", "augment", "lr", "regulariser")
-
-
-class Since(NamedTuple):
-    cursor: int  # pass it to the next since()
-    items: list  # [(seq, Observation)], oldest first
-    missed: int  # observations after the old cursor that were dropped (capacity) before this read
-    cleared: bool  # the buffer was cleared (a session reset) after the old cursor
-
-
-class ObservationBuffer:
-    """Bounded ring of observations, numbered 1, 2, ... as they are appended.
-
-    Probes carry large arrays (adjoint traces, histograms), so they live in their own, smaller
-    ring: they neither hold much memory nor push batch metrics out. Both rings share one sequence,
-    so a reader still sees one ordered stream. The lock is held only to append or to copy
-    references out; readers do their work outside it, so the writer never waits on a slow reader.
-    Observations are shared between readers: treat them as read-only."""
-
-    def __init__(self, capacity=2000, probe_capacity=20):
-        if capacity < 1 or probe_capacity < 1:
-            raise ValueError("buffer capacities must be at least 1")
-        self._main, self._probes = deque(maxlen=capacity), deque(maxlen=probe_capacity)
-        self._lock = threading.Lock()
-        self._seq = 0
-        self._floor = 0  # seq taken by the last clear(): what came before was discarded, not missed
-
-    def append(self, obs: Observation):
-        with self._lock:
-            self._seq += 1
-            (self._probes if obs.kind == "probe" else self._main).append((self._seq, obs))
-            return self._seq
-
-    @property
-    def newest(self):
-        return self._seq
-
-    def __len__(self):
-        return len(self._main) + len(self._probes)
-
-    def clear(self):
-        with self._lock:
-            self._main.clear()
-            self._probes.clear()
-            self._seq += 1  # the clear takes a number, so every earlier cursor lies before it
-            self._floor = self._seq
-
-    def since(self, cursor=None) -> Since:
-        """What is newer than `cursor` (None: the start of the current history) and still held."""
-        with self._lock:
-            newest, low = self._seq, max(cursor or 0, self._floor)
-            cleared = cursor is not None and cursor < self._floor
-            items = []
-            for ring in (self._main, self._probes):
-                for item in reversed(ring):  # newest first: a reader that keeps up costs O(new)
-                    if item[0] <= low:
-                        break
-                    items.append(item)
-        items.sort(key=lambda item: item[0])
-        return Since(newest, items, max(newest - low - len(items), 0), cleared)
-
-
-class Reader:
-    """One consumer's cursor into a buffer (a browser session, a progress bar, a notebook)."""
-
-    def __init__(self, buffer: ObservationBuffer, from_start=True):
-        self.buffer = buffer
-        self.cursor = None if from_start else buffer.newest
-        self.missed = 0  # how many were dropped before this reader got to them, in all
-        self.cleared = False  # the last poll crossed a reset: start the plots afresh
-
-    def poll(self, kinds=None):
-        """The observations that arrived since the last poll (optionally only some kinds)."""
-        got = self.buffer.since(self.cursor)
-        self.cursor, self.cleared = got.cursor, got.cleared
-        self.missed += got.missed
-        return [obs for _, obs in got.items if kinds is None or obs.kind in kinds]
-
-
-def _number(name, value):
-    """A TrainingConfig number checked by its param bounds, plus finite and not a bool."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    TrainingConfig(**{name: value})  # ValueError naming the bound
-    return float(value)
+HOT_CHANGES = tuple(dict.fromkeys(s.hot for s in SETTINGS.values() if s.hot))  # the session's commands
 
 
 class TrainingSession:
@@ -134,6 +56,7 @@ class TrainingSession:
         return cls(run, **kwargs)
 
     def _clear_state(self):
+        self._queued, self._on_reset = {}, {}  # hot changes sent but not applied; changes waiting for reset
         self._epoch = None  # the half-done epoch: kept across pause, stop and errors
         self._budget, self._until_epoch_end = None, False  # step(n) / step_epoch() in progress
         self._announced = self.run.step > 0  # a run that has not trained yet gets a "start" event
@@ -141,6 +64,7 @@ class TrainingSession:
         with self._cond:
             self._state, self._last_error, self.last_traceback = "idle", None, None
             self._pending, self._history = 0, []
+            self.settings_version = getattr(self, "settings_version", 0) + 1
             self._publish()
 
     # ---- what other threads may read -------------------------------------------------------
@@ -188,6 +112,18 @@ class TrainingSession:
         """The epoch summaries and events (start, hot changes, errors) since the last reset."""
         with self._cond:
             return list(self._history)
+
+    @property
+    def settings(self):
+        """{name: value} of every setting as it is now: applied, sent, or waiting for reset."""
+        with self._cond:
+            return {**settings_of(self.run.configs), **self._queued, **self._on_reset}
+
+    @property
+    def pending_reset(self):
+        """{name: value} of the changes that wait for reset()."""
+        with self._cond:
+            return dict(self._on_reset)
 
     def reader(self, from_start=True):
         return Reader(self.buffer, from_start)
@@ -242,20 +178,46 @@ class TrainingSession:
                 self._thread = None
 
     def reset(self, seed=None):
-        """Stop; rebuild the run from its configs as they are now (hot changes included) with
-        fresh weights (from `seed` if given); clear history, buffer and metrics file; idle."""
+        """Stop; rebuild the run with the settings as they are now (hot changes sent and changes
+        waiting for reset included) and fresh weights (from `seed` if given); clear history, buffer
+        and metrics file; idle. A new dataset is loaded here. If the run cannot be built (say, a
+        backend missing here), the changes waiting for reset are dropped, that is published, and
+        the error raised: the old run goes on as it was."""
         if threading.current_thread() is self._thread:
             raise RuntimeError("reset() cannot be called from the training thread")
         self.stop()
         with self._control:
             old = self.run
+            held = self._drain()
+            with self._cond:
+                wanted = {**self._queued, **self._on_reset}
+            # copies: the old run keeps its own configs untouched if the new one cannot be built
+            configs = {sec: type(obj)(**copy.deepcopy({k: v for k, v in obj.param.values().items() if k != "name"}))
+                       for sec, obj in old.configs.items()}
+            for name, value in wanted.items():
+                setattr(configs[SETTINGS[name].section], name, value)
             if seed is not None:
-                old.training.seed = int(seed)
-            # the run's own data, already subset and split, so that nothing is loaded again
-            data = SimpleNamespace(train=old.train_set, validation=old.validation_set, test=old.test_set)
-            engine = old.trainer.engine if old.trainer.engine.name == old.training.backend else None
-            self.run = TrainingRun(old.run_cfg, old.net, old.training, old.augment, observers=list(old.observers),
-                                   data=data, engine=engine)
+                configs["training"].seed = int(seed)
+            if any(getattr(configs["run"], k) != getattr(old.run_cfg, k) for k in DATA_SETTINGS):
+                data = None  # loaded by the run
+            else:  # the run's own data, already subset and split, so that nothing is loaded again
+                data = SimpleNamespace(train=old.train_set, validation=old.validation_set, test=old.test_set)
+            engine = old.trainer.engine if old.trainer.engine.name == configs["training"].backend else None
+            try:
+                run = TrainingRun(configs["run"], configs["network"], configs["training"], configs["augment"],
+                                  observers=list(old.observers), data=data, engine=engine)
+            except Exception as exc:
+                for command in held:
+                    self._commands.put(command)
+                with self._cond:
+                    dropped, self._on_reset = self._on_reset, {}
+                self._published({k: getattr(old.configs[SETTINGS[k].section], k) for k in dropped},
+                                source="reset failed", why=f"{type(exc).__name__}: {exc}")
+                raise
+            self.run = run
+            for command in held:
+                if command[0] not in HOT_CHANGES:  # the hot ones are in the new run's configs
+                    self._commands.put(command)
             if self.metrics_file:
                 (self.run.out / "metrics.jsonl").unlink(missing_ok=True)
             self.buffer.clear()
@@ -263,16 +225,76 @@ class TrainingSession:
             with self._cond:
                 self._pending = self._commands.qsize()  # sent after the stop: they apply at the next start
 
+    def _drain(self):
+        held = []
+        while True:
+            try:
+                held.append(self._commands.get_nowait())
+            except queue.Empty:
+                return held
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.stop()
 
-    # ---- hot changes: checked in the caller's thread, applied at the next batch boundary ------
+    # ---- settings: all checked in the caller's thread; hot ones applied at the next batch ------
+    def set(self, **changes):
+        """Change settings by name (eventprop_lab/settings.py). Every change is checked before any
+        is applied: one refused value raises SettingError (a ValueError) naming each refused one,
+        and nothing changes. Hot settings take effect at the next batch boundary (blend with the
+        next epoch), the others at reset(). Returns {name: value} of what changed."""
+        return self._set(changes)
+
+    def apply_preset(self, name):
+        """The settings of a named preset (config.PRESETS), through set(); returns what changed."""
+        return self._set(preset_settings(name), source=f"preset {name}")
+
+    def _set(self, changes, force=(), source=None):
+        checked = check_settings(changes)
+        if "loss" in checked:
+            try:
+                check_loss_supported(self.run.trainer.engine, checked["loss"])
+            except ValueError as exc:
+                raise SettingError([f"loss={checked['loss']!r} refused: {exc}"]) from None
+        with self._cond:
+            now = self.settings
+            applied = settings_of(self.run.configs)
+            changed = {k: v for k, v in checked.items() if k in force or now[k] != v}
+            commands = {}
+            for name, value in changed.items():
+                setting = SETTINGS[name]
+                if setting.hot:
+                    self._queued[name] = value
+                    commands.setdefault(setting.hot, {})[name] = value
+                elif value == applied[name]:
+                    self._on_reset.pop(name, None)  # back to what the run has
+                else:
+                    self._on_reset[name] = value
+            for command, values in commands.items():
+                single = command in ("loss", "lr")
+                self._send(command, values[command] if single else values)
+        if changed:
+            self._published(changed, source=source)
+        return changed
+
+    def _published(self, changes, source=None, why=None):
+        with self._cond:
+            self.settings_version += 1
+            pending = sorted(self._on_reset)
+            self._cond.notify_all()
+        data = {"what": "settings", "changes": dict(changes), "on_reset": pending, "step": self.run.step,
+                "epoch": self.run.epoch + 1}
+        if source:
+            data["source"] = source
+        if why:
+            data["why"] = why
+        self._observe(Observation("event", data))
+
     def set_loss(self, name):
-        check_loss_supported(self.run.trainer.engine, name)  # ValueError naming the choices
-        self._send("loss", name)
+        """Set the loss; sent even if it is the current one (a fresh loss object: see the tests)."""
+        self._set({"loss": name}, force=("loss",))
 
     def set_augmentation(self, **changes):
         """Change AugmentConfig fields. Per-sample ones (shift, dilate, jitter) apply from the next
@@ -281,18 +303,17 @@ class TrainingSession:
         unknown = [k for k in changes if k not in known]
         if not changes or unknown:
             raise ValueError(f"unknown augmentation setting(s) {unknown}; choose among {', '.join(known)}")
-        AugmentConfig(**changes)  # ValueError naming the bound or type
-        self._send("augment", dict(changes))
+        self._set(changes)
 
     def set_learning_rate(self, lr):
         """A new base rate; it ends any warm-up (LearningRateSchedule.set_base)."""
-        self._send("lr", _number("lr", lr))
+        self._set({"lr": lr})
 
     def set_regulariser(self, strength=None, nu=None):
-        changes = {k: _number(k, v) for k, v in (("reg_strength", strength), ("reg_nu", nu)) if v is not None}
+        changes = {k: v for k, v in (("reg_strength", strength), ("reg_nu", nu)) if v is not None}
         if not changes:
             raise ValueError("give strength and/or nu")
-        self._send("regulariser", changes)
+        self._set(changes)
 
     # ---- the thread --------------------------------------------------------------------------
     def _alive(self):
@@ -382,6 +403,10 @@ class TrainingSession:
             target.param.update(**value)
             if what == "augment":
                 run.augmentation = make_augmentation(run.augment, run.train_set.n_channels, run.training.trial_ms)
+        with self._cond:  # the run has it now; a later change of the same setting stays queued
+            for k, v in (value if isinstance(value, dict) else {what: value}).items():
+                if k in self._queued and self._queued[k] == v:
+                    del self._queued[k]
         self._event(what, old=old, new=new, label=label)
 
     def _event(self, what, **data):
