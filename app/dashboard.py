@@ -1,144 +1,30 @@
-"""The dashboard: controls generated from the run's param configs, play/pause/step/reset, a status
-line, and live plots fed by a per-browser-session periodic callback that polls a session Reader.
+"""The dashboard: controls generated from the settings table (app/controls.py), play/pause/step/
+reset, a status line, and live plots fed by a per-browser-session periodic callback that polls a
+session Reader. Every page follows its session's settings, whoever changed them.
 
 Threading: the training thread only appends to the session's observation buffer. Everything that
 touches Bokeh/Panel models happens in `update()`, which Panel runs on the browser session's event
 loop (`pn.state.add_periodic_callback`)."""
 import atexit
-import copy
 import sys
 import threading
 import time
-import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 import panel as pn
 import param
 
 from eventprop_lab.config import AugmentConfig, RunConfig
-from kernels import BACKENDS, backend_available
 from eventprop_lab.network import NetworkConfig
 from eventprop_lab.session import TrainingSession
+from eventprop_lab.settings import SETTINGS, SHOWN
 from eventprop_lab.training import TrainingConfig
+from kernels import BACKENDS, backend_available
 
+from .controls import (BUTTONS, CLASSROOM_HIDES, CUSTOM, HOT, ON_RESET, Controls, describe,  # noqa: F401
+                       parse_url_args, widgets_for)
 from .plots import (PROJECTIONS, AdjointView, LearningCurves, ProbeHistory, ProbeView, RateByWeight,
                     TransportedView, WeightView, grid)
-
-# applied at the next batch boundary, without losing the network
-HOT = {"loss": "training", "lr": "training", "reg_strength": "training", "reg_nu": "training",
-       "shift": "augment", "max_shift": "augment", "blend": "augment", "dilate": "augment",
-       "jitter": "augment", "jitter_sigma": "augment"}
-# need a new network (or new data): applied by reset
-ON_RESET = {"dataset": "run", "backend": "training", "n_hidden": "network", "recurrent": "network", "heterogeneous_tau": "network",
-            "delay_line": "network", "train_tau": "training", "batch_size": "training"}
-BUTTONS = ("play", "pause", "step", "reset")
-PAGE_ARGS = ("tab",)  # read by the page around the dashboard (app/main.py)
-# what `?mode=classroom` hides: students play with the loss and augmentations, not the set-up
-CLASSROOM_HIDES = ("dataset", "n_hidden", "recurrent", "heterogeneous_tau", "delay_line", "train_tau",
-                   "batch_size", "reg_nu", "max_shift", "jitter_sigma", "reset")
-
-
-def _like(config_cls, name):
-    """The config's own parameter (type, bounds, doc), so the widget validates as the config does."""
-    return copy.deepcopy(config_cls.param[name])
-
-
-class Controls(param.Parameterized):
-    """What the user may change; mirrors the run's configs, never touches them directly."""
-
-    loss = _like(TrainingConfig, "loss")
-    lr = _like(TrainingConfig, "lr")
-    reg_strength = _like(TrainingConfig, "reg_strength")
-    reg_nu = _like(TrainingConfig, "reg_nu")
-    shift = _like(AugmentConfig, "shift")
-    max_shift = _like(AugmentConfig, "max_shift")
-    blend = _like(AugmentConfig, "blend")
-    dilate = _like(AugmentConfig, "dilate")
-    jitter = _like(AugmentConfig, "jitter")
-    jitter_sigma = _like(AugmentConfig, "jitter_sigma")
-    dataset = _like(RunConfig, "dataset")
-    backend = _like(TrainingConfig, "backend")
-    n_hidden = _like(NetworkConfig, "n_hidden")
-    recurrent = _like(NetworkConfig, "recurrent")
-    heterogeneous_tau = _like(NetworkConfig, "heterogeneous_tau")
-    delay_line = _like(NetworkConfig, "delay_line")
-    train_tau = _like(TrainingConfig, "train_tau")
-    batch_size = _like(TrainingConfig, "batch_size")
-    syncing = False
-
-    @staticmethod
-    def configs_of(run):
-        return {"training": run.training, "augment": run.augment, "network": run.net, "run": run.run_cfg}
-
-    def sync_from(self, run):
-        configs = self.configs_of(run)
-        self.syncing = True  # the widgets follow; the dashboard's watchers ignore it
-        try:
-            self.param.update(**{k: getattr(configs[sec], k) for k, sec in {**HOT, **ON_RESET}.items()})
-        finally:
-            self.syncing = False
-
-    def query(self, base=None):
-        """These settings as a URL query string: only what differs from `base` (default: the
-        configs' defaults), so that links stay short."""
-        base = base or Controls()
-        changed = {k: v for k, v in self.param.values().items()
-                   if k != "name" and v != getattr(base, k)}
-        return urllib.parse.urlencode({k: _to_text(v) for k, v in changed.items()})
-
-
-def _to_text(value):
-    return ("1" if value else "0") if isinstance(value, bool) else str(value)
-
-
-def _from_text(p, text):
-    if isinstance(p, param.Boolean):
-        low = text.strip().lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"expected 1/0, true/false, yes/no or on/off, got {text!r}")
-    if isinstance(p, param.Integer):
-        return int(text)
-    if isinstance(p, param.Number):
-        return float(text)
-    return text
-
-
-def parse_url_args(args):
-    """Settings and hidden controls from a page's query arguments ({name: [bytes or str]}, as
-    pn.state.session_args gives them). Returns (settings, hidden, problems): bad values are
-    reported in `problems` and left out, never raised, so a mistyped link still opens the page."""
-    settings, hidden, problems = {}, set(), []
-    scratch = Controls()
-    known = [k for k in Controls.param if k != "name"]
-    for key, values in args.items():
-        text = values[-1] if isinstance(values, (list, tuple)) else values
-        text = text.decode() if isinstance(text, bytes) else str(text)
-        if key in PAGE_ARGS:
-            continue
-        if key == "hide":
-            names = [n.strip() for n in text.split(",") if n.strip()]
-            bad = [n for n in names if n not in known and n not in BUTTONS]
-            if bad:
-                problems.append(f"hide: unknown name(s) {', '.join(bad)}")
-            hidden.update(n for n in names if n not in bad)
-        elif key == "mode":
-            if text == "classroom":
-                hidden.update(CLASSROOM_HIDES)
-            else:
-                problems.append(f"mode={text!r} is unknown (try mode=classroom)")
-        elif key in known:
-            try:
-                value = _from_text(Controls.param[key], text)
-                setattr(scratch, key, value)  # param's own check of type and bounds
-                settings[key] = value
-            except ValueError as exc:
-                problems.append(f"{key}={text!r} ignored: {exc}")
-        else:
-            problems.append(f"unknown setting {key!r} ignored")
-    return settings, hidden, problems
 
 
 def build_session(dataset="randman-shd", n_hidden=96, out_dir="runs/dashboard", data=None, **training):
@@ -155,6 +41,7 @@ def build_session(dataset="randman-shd", n_hidden=96, out_dir="runs/dashboard", 
 _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventprop-loader")
 _cache_lock = threading.Lock()
 _shared_keys = set()
+_steered = set()  # keys of shared sessions whose steering page has been given out
 
 
 def shared_session(key="eventprop-lab/default", **kwargs):
@@ -168,6 +55,15 @@ def shared_session(key="eventprop-lab/default", **kwargs):
                 atexit.register(stop_shared_sessions)
             _shared_keys.add(key)
         return pn.state.cache[key]
+
+
+def claim_steering(key="eventprop-lab/default"):
+    """True for the first page that asks for a shared session's key: the page that starts the
+    run steers it (a link's settings apply to the run only from that page)."""
+    with _cache_lock:
+        first = key not in _steered
+        _steered.add(key)
+        return first
 
 
 def stop_shared_sessions():
@@ -191,7 +87,8 @@ class Dashboard(pn.viewable.Viewer):
 
     session = param.ClassSelector(class_=TrainingSession, allow_None=True, doc="the session shown")
     loader = param.Parameter(None, doc="a Future of a session, attached when done (while data load)")
-    make_session = param.Callable(None, doc="make_session(dataset=, n_hidden=) for a reset that changes them")
+    steering = param.Boolean(True, doc="a link's settings may change the session (False: a visitor's page "
+                                       "of a shared run, which shows what its link asked and ignores it)")
     period = param.Integer(200, bounds=(20, None), doc="ms between plot updates (a browser sees a little fewer)")
     probe_interval = param.Number(1.0, bounds=(0, None),
                                   doc="s between redraws of the newest probe and of the weight bands")
@@ -199,8 +96,9 @@ class Dashboard(pn.viewable.Viewer):
                                    doc="s between refreshes of the status line and progress bar (sooner when the "
                                        "state or a message changes)")
     message = param.String("loading data…", doc="last notice shown beside the status")
+    link_report = param.String("", doc="what the page's link asked that was refused or ignored; stays shown")
     url_args = param.Dict(None, allow_None=True,
-                          doc="query arguments (settings, hide=, mode=classroom); default: the page's own")
+                          doc="query arguments (settings, preset=, hide=, mode=classroom); default: the page's own")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -209,8 +107,8 @@ class Dashboard(pn.viewable.Viewer):
         self.transported, self.by_weight = TransportedView(), RateByWeight()
         self.weights = {name: WeightView(name) for name in PROJECTIONS}
         self.probes = ProbeHistory()
-        self._reader, self._callback = None, None
-        self._url_settings, self.hidden, self._url_problems = {}, set(), []
+        self._reader, self._callback, self._synced = None, None, None
+        self._url_settings, self.hidden = {}, set()
         self.status = pn.pane.Markdown("**loading data…**", sizing_mode="stretch_width")
         self.bar = pn.indicators.Progress(value=0, max=1, sizing_mode="stretch_width", height=18)
         self.share = pn.pane.Markdown("", sizing_mode="stretch_width")
@@ -228,9 +126,9 @@ class Dashboard(pn.viewable.Viewer):
         self._probe_drawn_at, self._probe_waiting = -float("inf"), False
         self._band_rows, self._bands_flushed_at = [], -float("inf")  # (step, percentiles) not yet drawn
         self._status_key, self._status_at = None, -float("inf")
-        self.controls.param.watch(self._hot_change, list(HOT))
-        self.controls.param.watch(self._rebuild_pending, list(ON_RESET))
-        self.controls.param.watch(self._update_share, [k for k in self.controls.param if k != "name"])
+        self.controls.param.watch(self._changed, list(SHOWN))
+        self.controls.param.watch(self._preset_chosen, "preset")
+        self.controls.param.watch(self._update_share, list(SHOWN))
         if self.url_args is not None:
             self._read_url(self.url_args)
         if self.session is not None:
@@ -256,9 +154,9 @@ class Dashboard(pn.viewable.Viewer):
         with param.parameterized.discard_events(self):
             self.session = session
         self._reader = session.reader(from_start=True)
-        self.controls.sync_from(session.run)
+        self._follow(force=True)
         self._clear_views(archive=True)
-        self.message = ""
+        self.message = ""  # "loading data…"; the link's report stays
         self._update_share()
         self._apply_url_settings()
 
@@ -271,61 +169,72 @@ class Dashboard(pn.viewable.Viewer):
             self.message = f"could not build the session: {type(exc).__name__}: {exc}"
             self.loader = None
 
+    def _follow(self, force=False):
+        """Show the session's settings if they changed since this page last showed them."""
+        version = self.session.settings_version
+        if force or version != self._synced:
+            self._synced = version
+            self.controls.sync(self.session.settings)
+            self._update_share()
+
     def _read_url(self, args):
-        self._url_settings, self.hidden, self._url_problems = parse_url_args(args)
-        if self._url_problems:
-            self.message = "link: " + "; ".join(self._url_problems)
+        self._url_settings, self.hidden, problems = parse_url_args(args)
+        if problems:
+            self.link_report = "link: " + "; ".join(problems)
+
+    def _report(self, note):
+        self.link_report = "; ".join(x for x in (self.link_report or "link", note) if x)
 
     def _apply_url_settings(self):
-        """A shared link's settings, where they differ from the run: hot ones at once; the others
-        by a reset if the run has not trained yet, else on the next reset."""
-        wanted = {k: v for k, v in self._url_settings.items() if getattr(self.controls, k) != v}
+        """A link's settings, where they differ from the session's, from the steering page only:
+        hot ones from the next batch, the others by a reset if the run has not trained yet (so
+        that no marker says "changed"), else on the next reset."""
+        s = self.session
+        now = s.settings
+        wanted = {k: v for k, v in self._url_settings.items() if now[k] != v}
         self._url_settings = {}
         if not wanted:
             return
-        s = self.session
-        if s.progress["step"] == 0 and s.status in ("idle", "stopped"):
-            # nothing trained yet: build the run with these settings, so that no marker says "changed"
-            self.controls.syncing = True
-            try:
-                self.controls.param.update(**wanted)
-            finally:
-                self.controls.syncing = False
-            s.stop()
-            configs = Controls.configs_of(s.run)
-            for name, value in wanted.items():
-                section = HOT.get(name) or ON_RESET[name]
-                if section != "run":
-                    setattr(configs[section], name, value)
-            self.reset()
-        else:
-            self.controls.param.update(**wanted)
-        notes = "; ".join(self._url_problems)
-        self.message = "settings from the link" + (f" ({notes})" if notes else "")
+        asked = ", ".join(f"{k}={SETTINGS[k].to_text(v)}" for k, v in wanted.items())
+        if not self.steering:
+            self._report(f"{asked} not applied: this run is shared, and only the page that started it "
+                         "changes it from a link (change the controls to steer it)")
+            return
+        try:
+            s.set(**wanted)
+            if s.progress["step"] == 0 and s.status in ("idle", "stopped"):
+                s.reset()
+        except Exception as exc:  # checked already; a reset may still fail (a backend missing here)
+            self._report(f"{asked} not applied: {exc}")
+            self._follow(force=True)
+            return
+        self._follow(force=True)
+        self.message = "settings from the link"
 
-    def _hot_change(self, *events):
+    def _changed(self, *events):
         if self.session is None or self.controls.syncing:
             return
-        for event in events:
-            try:
-                if event.name == "loss":
-                    self.session.set_loss(event.new)
-                elif event.name == "lr":
-                    self.session.set_learning_rate(event.new)
-                elif event.name == "reg_strength":
-                    self.session.set_regulariser(strength=event.new)
-                elif event.name == "reg_nu":
-                    self.session.set_regulariser(nu=event.new)
-                else:
-                    self.session.set_augmentation(**{event.name: event.new})
-                self.message = f"{event.name} → {event.new} (from the next batch)"
-            except ValueError as exc:
-                self.message = str(exc)
-
-    def _rebuild_pending(self, *events):
-        if self.controls.syncing:
+        try:
+            changed = self.session.set(**{e.name: e.new for e in events})
+        except ValueError as exc:
+            self.message = str(exc)
+            self._follow(force=True)  # the widget goes back to the session's value
             return
-        self.message = ", ".join(f"{e.name} → {e.new}" for e in events) + ": applied on reset"
+        if changed:
+            self.message = describe(changed)
+        self._follow()
+
+    def _preset_chosen(self, event):
+        if self.session is None or self.controls.syncing or event.new == CUSTOM:
+            return
+        try:
+            self.session.apply_preset(event.new)
+        except ValueError as exc:
+            self.message = f"preset {event.new} not applied: {exc}"
+        else:
+            waits = self.session.pending_reset
+            self.message = f"preset {event.new}" + (f"; press reset for {', '.join(waits)}" if waits else "")
+        self._follow(force=True)
 
     def share_url(self):
         """A link to this page with the current settings (and the same hidden controls)."""
@@ -356,42 +265,20 @@ class Dashboard(pn.viewable.Viewer):
             self.session.step(n_batches)
 
     def reset(self):
-        """Fresh weights with the settings as they are now; a changed dataset rebuilds the session
-        (via make_session), the network and batch settings rebuild the run."""
-        s, c = self.session, self.controls
+        """Fresh weights with the session's settings as they are now (a new dataset is loaded)."""
+        s = self.session
         if s is None:
-            return
-        if c.dataset != s.run.run_cfg.dataset:
-            if self.make_session is None:
-                self.message = "this dashboard cannot change its dataset"
-                return
-            s.stop()
-            self.message = f"loading {c.dataset}…"
-            try:
-                new = self.make_session(dataset=c.dataset, n_hidden=c.n_hidden)
-            except Exception as exc:
-                self.message = f"could not load {c.dataset}: {exc}"
-                return
-            self._reset_with_controls(new)
-            self._attach(new)
-            return
-        if self._reset_with_controls(s):
-            self.message = "reset: fresh weights"
-
-    def _reset_with_controls(self, session):
-        session.stop()  # the run may be changed only while no thread is alive
-        configs = Controls.configs_of(session.run)
-        before = {name: getattr(configs[section], name) for name, section in ON_RESET.items() if section != "run"}
-        for name in before:
-            setattr(configs[ON_RESET[name]], name, getattr(self.controls, name))
-        try:
-            session.reset()
-        except (ValueError, ImportError) as exc:  # e.g. genn without pygenn, or a loss genn cannot train
-            for name, value in before.items():
-                setattr(configs[ON_RESET[name]], name, value)
-            self.controls.sync_from(session.run)
-            self.message = f"not reset: {exc}"
             return False
+        if "dataset" in s.pending_reset:
+            self.message = f"loading {s.pending_reset['dataset']}…"
+        try:
+            s.reset()
+        except Exception as exc:  # e.g. genn without pygenn, or a dataset that is not there
+            self.message = f"not reset: {exc}"
+            self._follow(force=True)
+            return False
+        self.message = "reset: fresh weights"
+        self._follow(force=True)
         return True
 
     # ---- probe scrubbing -----------------------------------------------------------------
@@ -431,11 +318,13 @@ class Dashboard(pn.viewable.Viewer):
     def _update(self):
         self._try_attach()
         if self.session is None:
-            self.status.object = f"**{self.message or 'loading data…'}**"
+            report = f" · ⚠ _{self.link_report}_" if self.link_report else ""
+            self.status.object = f"**{self.message or 'loading data…'}**{report}"
             return
         observations = self._reader.poll()
         if self._reader.cleared:
             self._clear_views(archive=True)
+        self._follow()  # a change made on another page, or by a reset
         self.curves.add(observations)
         n_before = len(self.probes)
         arrived = self.probes.add(observations)
@@ -458,7 +347,7 @@ class Dashboard(pn.viewable.Viewer):
                 view.add(self._band_rows)
             self._band_rows, self._bands_flushed_at = [], now
         p = self.session.progress
-        key = (p["state"], p["step"] == 0, p["loss"], p["last_error"], self.message)
+        key = (p["state"], p["step"] == 0, p["loss"], p["last_error"], self.message, self.link_report, self._synced)
         if key != self._status_key or now - self._status_at >= self.status_interval:
             self._status_key, self._status_at = key, now
             self.status.object = self.status_line(p)
@@ -476,8 +365,13 @@ class Dashboard(pn.viewable.Viewer):
                 f"loss fn {p['loss']}")
         if p["last_error"]:
             line += f" · ⚠ {p['last_error']}"
+        waiting = self.session.pending_reset if self.session is not None else {}
+        if waiting:
+            line += " · waiting for reset: " + ", ".join(f"{k} {SETTINGS[k].to_text(v)}" for k, v in waiting.items())
         if self.message:
             line += f" · _{self.message}_"
+        if self.link_report:
+            line += f" · ⚠ _{self.link_report}_"
         return line
 
     def _start_updates(self):
@@ -490,26 +384,22 @@ class Dashboard(pn.viewable.Viewer):
 
     # ---- layout --------------------------------------------------------------------------
     def _control_panel(self):
-        shown = [k for k in self.controls.param if k != "name" and k not in self.hidden]
+        shown = [k for k in SHOWN if k not in self.hidden]
         hot = [k for k in shown if k in HOT]
         later = [k for k in shown if k in ON_RESET]
-        kinds = {"lr": {"type": pn.widgets.FloatInput, "step": 1e-4, "format": "0.[0000]"},
-                 "reg_strength": {"type": pn.widgets.FloatInput, "step": 1e-9},
-                 "n_hidden": pn.widgets.IntInput, "batch_size": pn.widgets.IntInput,
-                 "max_shift": pn.widgets.IntInput, "dataset": pn.widgets.TextInput}
+        extra = {}
         missing = {b: why for b in BACKENDS for ok, why in [backend_available(b)] if not ok}
         if missing:  # greyed out, with the reason as the tooltip
-            kinds["backend"] = {"type": pn.widgets.Select, "disabled_options": list(missing),
+            extra["backend"] = {"type": pn.widgets.Select, "disabled_options": list(missing),
                                 "description": " ".join(f"{b}: {why}" for b, why in missing.items())}
         parts = [pn.Row(*(b for name, b in self.buttons.items() if name not in self.hidden))]
-        if hot:
-            parts += ["**Change while it runs**",
-                      pn.Param(self.controls, parameters=hot, show_name=False, sizing_mode="stretch_width",
-                               widgets={k: v for k, v in kinds.items() if k in hot})]
-        if later:
-            parts += ["**Applied on reset** (a new network)",
-                      pn.Param(self.controls, parameters=later, show_name=False, sizing_mode="stretch_width",
-                               widgets={k: v for k, v in kinds.items() if k in later})]
+        for title, names in (("**Change while it runs**", hot), ("**Applied on reset** (a new network)", later)):
+            if names:
+                parts += [title, pn.Param(self.controls, parameters=names, show_name=False,
+                                          sizing_mode="stretch_width", widgets=widgets_for(names, extra))]
+        if "preset" not in self.hidden:
+            parts += ["**Preset** (its network settings wait for reset)",
+                      pn.widgets.Select.from_param(self.controls.param.preset, name="", sizing_mode="stretch_width")]
         parts.append(self.share)
         return pn.Column("## Eventprop Lab", *parts, width=340)
 

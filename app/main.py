@@ -3,7 +3,8 @@ the classroom page (accidental gradient ascent) in a second tab, and "Speak a di
 being trained listens to a recorded word) in a third.
 
 All browser sessions of one server process share one run (built once, in a background thread, so
-the page shows "loading data…" instead of freezing); each has its own plots and reader.
+the page shows "loading data…" instead of freezing); each has its own plots and reader, and all
+follow the run's settings. The first page steers: a link's settings apply to the run only there.
 `?tab=classroom` and `?tab=speak` open those tabs; the dashboard's own flags are in its docstring."""
 import sys
 from pathlib import Path
@@ -15,14 +16,14 @@ if str(ROOT) not in sys.path:  # `panel serve app/` runs this file as a script, 
 import panel as pn  # noqa: E402
 
 from app.classroom import Classroom  # noqa: E402
-from app.dashboard import Dashboard, build_session, shared_session  # noqa: E402
+from app.dashboard import Dashboard, claim_steering, shared_session  # noqa: E402
 from app.speak import Speak  # noqa: E402
 
 TABS = ("training", "classroom", "speak")
 args = getattr(pn.state, "session_args", None) or {}
 wanted = (args.get("tab") or [b"training"])[-1]
 wanted = wanted.decode() if isinstance(wanted, bytes) else str(wanted)
-dashboard = Dashboard(loader=shared_session(dataset="randman-shd", n_hidden=96), make_session=build_session)
+dashboard = Dashboard(loader=shared_session(dataset="randman-shd", n_hidden=96), steering=claim_steering())
 pn.Tabs(("Training", dashboard), ("Classroom", Classroom()), ("Speak", Speak(dashboard=dashboard)),
         active=TABS.index(wanted) if wanted in TABS else 0, dynamic=True,
         sizing_mode="stretch_width").servable(title="Eventprop Lab")

@@ -122,18 +122,22 @@ def test_the_buttons_change_the_session_status(dash, session):
     assert "sum_exp" in dash.curves.loss_fig.title.text
 
 
-def test_a_new_dataset_rebuilds_the_session_through_make_session(dash, session, tmp_path):
-    built = []
+def test_a_new_dataset_is_loaded_by_the_reset_and_every_page_follows(dash, session, tmp_path):
+    from eventprop_lab.data import write_shd_h5
+    from eventprop_lab.toy import spike_patterns
 
-    def make_session(dataset, n_hidden):
-        built.append((dataset, n_hidden))
-        return TrainingSession.from_configs(*configs(tmp_path / "new"), data=toy_data())
-
-    dash.make_session = make_session
-    dash.controls.dataset = "other"
-    dash.reset()
-    assert built == [("other", 16)] and dash.session is not session and session.status == "idle"
-    dash.session.stop()
+    samples, labels = spike_patterns(40, n_classes=4, n_channels=24, seed=3)
+    for split, part in (("train", slice(0, 30)), ("test", slice(30, 40))):
+        write_shd_h5(tmp_path / f"other_{split}.h5", samples[part], labels[part], np.arange(40)[part] % 2)
+    other = Dashboard(session=session)  # a second page on the same session
+    path = str(tmp_path / "other_train.h5")
+    dash.controls.dataset = path
+    assert "applied on reset" in dash.message and session.pending_reset == {"dataset": path}
+    other.update()
+    assert other.controls.dataset == path and "waiting for reset: dataset" in other.status_line(session.progress)
+    assert dash.reset()
+    assert dash.session is other.session is session and session.run.net.n_in == 700  # SHD layout
+    assert len(session.run.train_set) + len(session.run.validation_set) == 30 and len(session.run.test_set) == 10
 
 
 def test_a_loader_shows_loading_until_its_session_is_ready(session):
@@ -208,8 +212,69 @@ def test_a_bad_link_is_reported_and_the_rest_applied(session):
     session.wait()
     d = Dashboard(session=session, url_args={"lr": ["abc"], "n_hidden": ["8"]})
     d.__panel__()
-    assert "lr='abc' ignored" in d.message and session.run.net.n_hidden == 16  # trained already: not rebuilt
-    assert d.controls.n_hidden == 8
+    assert "lr='abc' ignored" in d.link_report and session.run.net.n_hidden == 16  # trained already: not rebuilt
+    assert d.controls.n_hidden == 8 and session.pending_reset == {"n_hidden": 8}
+    assert "lr='abc' ignored" in d.status_line(session.progress)
+
+
+def test_a_bad_link_is_still_named_after_the_session_attaches(session):
+    """Bug 3 of issue 13: the message was cleared when the session attached."""
+    future = Future()
+    d = Dashboard(loader=future, url_args={"lr": ["abc"], "loss": ["nope"], "n_hidden": ["-5"], "foo": ["1"]})
+    d.__panel__()
+    future.set_result(session)
+    d.update()
+    assert d.session is session
+    for bad in ("lr='abc'", "loss='nope'", "n_hidden='-5'", "'foo'", "one of sum, sum_exp", "≥ 1"):
+        assert bad in d.status.object, bad
+    d.message = "something else happened"
+    d.update()
+    assert "lr='abc'" in d.status.object
+
+
+def test_a_visitors_link_does_not_change_a_shared_run(session):
+    """Bug 2 of issue 13: only the steering page's link applies to the run."""
+    session.step(1)
+    session.wait()
+    visitor = Dashboard(session=session, steering=False, url_args={"lr": ["0.1"], "mode": ["classroom"]})
+    visitor.__panel__()
+    session.wait()
+    assert session.settings["lr"] == 1e-2 and session.run.training.lr == 1e-2 and visitor.controls.lr == 1e-2
+    assert "lr=0.1 not applied" in visitor.link_report and "started it" in visitor.link_report
+    assert "lr" not in visitor.hidden and "n_hidden" in visitor.hidden  # the page's own flags still count
+
+
+def test_every_page_follows_a_change_made_on_another(session):
+    """Bug 1 of issue 13: page B switches the loss, page A's selector follows."""
+    a, b = Dashboard(session=session), Dashboard(session=session)
+    a.__panel__(), b.__panel__()
+    b.controls.loss = "avg_xentropy"
+    assert a.controls.loss == "sum_exp"  # until a's next update
+    a.update()
+    assert a.controls.loss == "avg_xentropy" and session.progress["pending"] == 1  # following sent nothing
+    session.set(lr=3e-3, n_hidden=8)  # from Python (a notebook) too
+    a.update()
+    assert (a.controls.lr, a.controls.n_hidden) == (3e-3, 8) and "waiting for reset: n_hidden 8" in a.status.object
+
+
+def test_the_preset_selector_applies_a_preset_through_the_session(session):
+    d, other = Dashboard(session=session), Dashboard(session=session)
+    d.__panel__()
+    assert d.controls.preset == "custom"  # the toy's lr is neither preset's
+    d.controls.preset = "paper"
+    assert session.settings["delay_line"] and session.settings["lr"] == 1e-3
+    assert "press reset for" in d.message and "delay_line" in d.message
+    other.update()
+    assert other.controls.preset == "paper" and other.controls.delay_line and other.controls.blend
+    other.controls.lr = 3e-3  # no longer the paper's recipe
+    d.update()
+    assert d.controls.preset == "custom"
+    assert d.reset() and session.run.net.delay_line and session.pending_reset == {}
+    link = Dashboard(session=session, url_args={"preset": ["default"], "lr": ["0.002"]})
+    link.__panel__()
+    assert session.settings["lr"] == 2e-3 and not session.settings["blend"]  # the link's own value wins
+    bad, _, problems = parse_url_args({"preset": ["fast"]})
+    assert bad == {} and "preset='fast' ignored" in problems[0]
 
 
 def test_classroom_mode_hides_the_setup_controls(session):
