@@ -1,7 +1,9 @@
 """The served dashboard in a headless browser: it loads without console errors, trains on play (the
 curve grows and the raster renders in the page's own Bokeh models), stops on pause, takes a change of
-loss while running (the marker reaches the page), opens a shared link in classroom mode, and stops
-its training session when the server is shut down."""
+loss while running (the marker reaches the page), opens a visitor's link in classroom mode (which
+must not change the shared run), keeps every page's controls on the run's settings, names every bad
+value of a link after the run attaches, and stops its training session when the server is shut
+down."""
 import re
 import time
 
@@ -58,12 +60,13 @@ def test_the_page_trains_on_play_stops_on_pause_and_switches_loss(served_app, br
         const c = s && (s.data.get ? s.data.get("count") : s.data.count);
         return c && c.length > 0; })""", timeout=30_000)
     assert errors == []
-    # a link with settings in classroom mode: the set-up controls are hidden, the loss is as linked
+    # a visitor's link in classroom mode: the set-up controls are hidden; the shared run keeps its loss
     page2 = open_page(browser, served_app + "?mode=classroom&loss=sum_exp&lr=0.002", errors)
     page2.get_by_text(re.compile(r"· step \d+")).wait_for(timeout=60_000)
-    page2.get_by_text(re.compile(r"loss fn sum_exp")).wait_for(timeout=30_000)  # paused: applied at once
+    page2.get_by_text(re.compile(r"loss=sum_exp, lr=0.002 not applied")).wait_for(timeout=30_000)
     assert page2.get_by_text("N hidden").count() == 0 and page2.get_by_role("button", name="reset").count() == 0
-    assert page2.locator("select").first.input_value() == "sum_exp"
+    assert page2.locator("select").first.input_value() == "sum"
+    assert "loss fn sum " in page.get_by_text(re.compile(r"· step \d+")).inner_text() + " "
     assert errors == []
 
 
@@ -77,4 +80,37 @@ def test_the_classroom_tab_steps_down_the_gradient_and_trains_on_one_class(serve
     page.get_by_text(re.compile(r"^step 3: w_B")).wait_for(timeout=30_000)
     page.get_by_role("button", name="train").click()
     page.get_by_text(re.compile(r"hidden rate .* Hz")).wait_for(timeout=120_000)
+    assert errors == []
+
+
+def _until(condition, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the page did not follow"
+        time.sleep(0.2)
+
+
+def test_pages_follow_each_other_and_a_bad_link_is_named_after_attach(served_app, browser):
+    errors = []
+    a = open_page(browser, served_app, errors)  # the first page: it started the run
+    a.get_by_text(re.compile(r"· step \d+")).wait_for(timeout=90_000)
+    b = open_page(browser, served_app, errors)
+    b.get_by_text(re.compile(r"· step \d+")).wait_for(timeout=60_000)
+    assert a.locator("select").first.input_value() == b.locator("select").first.input_value() == "sum_exp"
+    b.locator("select").first.select_option("avg_xentropy")  # a student switches the loss ...
+    _until(lambda: a.locator("select").first.input_value() == "avg_xentropy")  # the teacher's follows
+    b.locator("input[type=checkbox]").first.check()  # ... and turns on shift: a checkbox follows too
+    _until(lambda: a.locator("input[type=checkbox]").first.is_checked())
+    # a link with four bad values, opened while the run is already built: every one is named, and stays
+    c = open_page(browser, served_app + "?lr=abc&loss=nope&n_hidden=-5&foo=1", errors)
+    status = c.get_by_text(re.compile(r"· step \d+"))
+    status.wait_for(timeout=60_000)
+    c.get_by_role("button", name="step").click()  # a change of state redraws the status line
+    c.get_by_text(re.compile(r"· step [1-9]")).wait_for(timeout=60_000)
+    text = status.inner_text()
+    for bad in ("lr='abc'", "loss='nope'", "n_hidden='-5'", "'foo'"):
+        assert bad in text, text
+    assert c.locator("select").first.input_value() == "avg_xentropy"
+    for page in (a, b, c):
+        page.close()
     assert errors == []
