@@ -16,7 +16,8 @@ if str(ROOT) not in sys.path:  # `panel serve app/` runs this file as a script, 
 import panel as pn  # noqa: E402
 
 from app.classroom import Classroom  # noqa: E402
-from app.dashboard import Dashboard, claim_steering, shared_session  # noqa: E402
+from app.dashboard import Dashboard  # noqa: E402
+from app.shared import claim_steering, shared_session  # noqa: E402
 from app.speak import Speak  # noqa: E402
 
 TABS = ("training", "classroom", "speak")

@@ -285,7 +285,7 @@ def test_classroom_mode_hides_the_setup_controls(session):
 
 
 def test_the_shared_session_is_stopped_at_server_shutdown(session, monkeypatch):
-    import app.dashboard as dashboard
+    import app.shared as dashboard
 
     future = Future()
     future.set_result(session)
