@@ -31,6 +31,10 @@ Measured on this project's 2-core machine, shared with other work, with --lausch
     set-up: 3.4 s CPU at 48 kHz, 0.8 s at 16 kHz
     RESULT cpu_s_per_audio_s=0.612
 
+With a random stream per place (so that blocks of places can run on threads), the same script
+gave totals of 0.603 and 0.598 at 48 kHz, 0.222 and 0.203 at 16 kHz: the same cost, other spikes
+of the same statistics (2310 for the 1 s clip at 48 kHz; over 8 seeds 2376 +- 52, before 2379 +- 52).
+
 lauscher (commit 16db85f, Wave2Spike(700), its own process pool) took 121.8 s of CPU for the 1 s
 clip at 16 kHz (9107 spikes against our 8786 with one seed each): about 560 times ours. Its
 membrane stage is vectorised numpy in a pool; its hair-cell and bushy-cell stages are Python loops

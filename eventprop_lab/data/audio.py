@@ -17,9 +17,11 @@ is the apex (about 100 Hz). So in SHD, as in lauscher and here, low channel ids 
 tuned above 8 kHz, hear little of speech.
 
 Every sound is resampled to Cochlea.audio_rate (48 kHz) first, because the chain's spike counts
-depend on the rate it runs at (see Cochlea). Speed: about 0.6 s of CPU per second of audio, on one
-core (benchmarks/bench_cochlea.py), plus about 3 s once per process to design the filter bank and
-load the kernels (Cochlea.warm_up does it ahead of time).
+depend on the rate it runs at (see Cochlea). Speed: about 0.6 s of CPU per second of audio
+(benchmarks/bench_cochlea.py), spread over Cochlea.threads threads in blocks of places, plus about
+3 s once per process to design the filter bank and load the kernels (Cochlea.warm_up does it ahead
+of time). Each place draws from a random stream of its own, so the spikes do not depend on the
+number of threads or the block size.
 
 Written from the papers and checked against the published implementation (lauscher, commit 16db85f;
 tests/test_audio.py, tests/data/lauscher_reference.json), sharing no code with it.
@@ -139,7 +141,9 @@ class Cochlea(param.Parameterized):
     rms_level = param.Number(0.3, bounds=(0.0, None), inclusive_bounds=(False, True),
                              doc="RMS the signal is scaled to before the membrane (SHD: 0.3)")
     fade = param.Boolean(True, doc="fade in and out with a Hann window over the whole signal, as SHD")
-    channel_block = param.Integer(64, bounds=(1, None), doc="places computed at once, at most")
+    # 32: a block's spectra (about 20 MB for 1 s) stay near the cache; with 64, two threads encoding a
+    # 1 s clip on a busy 2-core machine took 0.64 s against 0.49 (benchmarks/README.md, bench_speak)
+    channel_block = param.Integer(32, bounds=(1, None), doc="places computed at once, at most")
     threads = param.Integer(None, bounds=(1, None), allow_None=True,
                             doc="blocks of places encoded at once, each on a thread (None: numba's thread "
                                 "count, NUMBA_NUM_THREADS); the spikes are the same for any number")
