@@ -13,34 +13,43 @@ stop() or reset()).
 The session owns the current settings (eventprop_lab/settings.py): `set(**changes)` checks every
 change before it applies any; hot ones reach the run at the next batch boundary, the others wait
 for reset(). Each accepted change is published at once as an event observation ("settings"), and
-`settings_version` counts them, so every page showing the session can follow it.
+`settings_version` counts them, so every page showing the session can follow it. Besides the
+run's settings it owns the teacher's (settings.ROLES), which a reset keeps.
+
+Before every hot change and every few steps it keeps a checkpoint in memory (eventprop_lab/rewind.py):
+undo() goes back to the weights, optimiser state and hot settings from before the last change. It
+keeps the per-batch curves of the whole run, thinned (long_history, eventprop_lab/history.py).
 """
-import copy
 import queue
 import threading
 import time
 import traceback
 from collections import deque
-from types import SimpleNamespace
 
 import numpy as np
 
 from .config import AugmentConfig, config_to_dict
-from .observe import MetricsWriter, Observation
-from .run import TrainingRun, make_augmentation
-from .settings import DATA_SETTINGS, SETTINGS, SettingError, check_settings, preset_settings, settings_of
+from .history import LongHistory
+from .observe import MetricsWriter
+from .rewind import Checkpoints, run_like
+from .run import TrainingRun
+from .settings import ROLES, SETTINGS, settings_of
+from .steering import Steering
 from .stream import ObservationBuffer, Reader, Since  # noqa: F401 (part of this module's interface)
-from .training import check_loss_supported
 
 HOT_CHANGES = tuple(dict.fromkeys(s.hot for s in SETTINGS.values() if s.hot))  # the session's commands
 
 
-class TrainingSession:
+class TrainingSession(Steering):
     """Owns a TrainingRun and one daemon thread that trains it batch by batch on command."""
 
-    def __init__(self, run: TrainingRun, capacity=2000, probe_capacity=20, metrics_file=True):
+    def __init__(self, run: TrainingRun, capacity=2000, probe_capacity=20, metrics_file=True, history_recent=2000,
+                 history_capacity=1000, checkpoint_every=50):
         self.run = run
         self.buffer = ObservationBuffer(capacity, probe_capacity)
+        self.long_history = LongHistory(history_recent, history_capacity)
+        self.checkpoints = Checkpoints(every=checkpoint_every)
+        self._roles = {name: s.default for name, s in ROLES.items()}
         self.metrics_file = metrics_file  # append to metrics.jsonl in the run's folder, as fit() does
         self._commands = queue.Queue()
         self._cond = threading.Condition()  # guards the status fields; notified whenever they change
@@ -61,6 +70,8 @@ class TrainingSession:
         self._budget, self._until_epoch_end = None, False  # step(n) / step_epoch() in progress
         self._announced = self.run.step > 0  # a run that has not trained yet gets a "start" event
         self._rates = deque(maxlen=8)  # (samples, seconds) of the last batches
+        self.long_history.clear()
+        self.checkpoints.clear()
         with self._cond:
             self._state, self._last_error, self.last_traceback = "idle", None, None
             self._pending, self._history = 0, []
@@ -70,6 +81,8 @@ class TrainingSession:
     # ---- what other threads may read -------------------------------------------------------
     def _observe(self, obs):
         self.buffer.append(obs)
+        if obs.kind == "batch":
+            self.long_history.add(obs.data)
         if obs.kind in ("epoch", "event"):
             with self._cond:
                 self._history.append(obs)
@@ -117,7 +130,7 @@ class TrainingSession:
     def settings(self):
         """{name: value} of every setting as it is now: applied, sent, or waiting for reset."""
         with self._cond:
-            return {**settings_of(self.run.configs), **self._queued, **self._on_reset}
+            return {**settings_of(self.run.configs), **self._queued, **self._on_reset, **self._roles}
 
     @property
     def pending_reset(self):
@@ -191,21 +204,8 @@ class TrainingSession:
             held = self._drain()
             with self._cond:
                 wanted = {**self._queued, **self._on_reset}
-            # copies: the old run keeps its own configs untouched if the new one cannot be built
-            configs = {sec: type(obj)(**copy.deepcopy({k: v for k, v in obj.param.values().items() if k != "name"}))
-                       for sec, obj in old.configs.items()}
-            for name, value in wanted.items():
-                setattr(configs[SETTINGS[name].section], name, value)
-            if seed is not None:
-                configs["training"].seed = int(seed)
-            if any(getattr(configs["run"], k) != getattr(old.run_cfg, k) for k in DATA_SETTINGS):
-                data = None  # loaded by the run
-            else:  # the run's own data, already subset and split, so that nothing is loaded again
-                data = SimpleNamespace(train=old.train_set, validation=old.validation_set, test=old.test_set)
-            engine = old.trainer.engine if old.trainer.engine.name == configs["training"].backend else None
-            try:
-                run = TrainingRun(configs["run"], configs["network"], configs["training"], configs["augment"],
-                                  observers=list(old.observers), data=data, engine=engine)
+            try:  # on copies of the configs: the old run keeps its own if the new one cannot be built
+                run = run_like(old, wanted, seed)
             except Exception as exc:
                 for command in held:
                     self._commands.put(command)
@@ -238,82 +238,6 @@ class TrainingSession:
 
     def __exit__(self, *exc):
         self.stop()
-
-    # ---- settings: all checked in the caller's thread; hot ones applied at the next batch ------
-    def set(self, **changes):
-        """Change settings by name (eventprop_lab/settings.py). Every change is checked before any
-        is applied: one refused value raises SettingError (a ValueError) naming each refused one,
-        and nothing changes. Hot settings take effect at the next batch boundary (blend with the
-        next epoch), the others at reset(). Returns {name: value} of what changed."""
-        return self._set(changes)
-
-    def apply_preset(self, name):
-        """The settings of a named preset (config.PRESETS), through set(); returns what changed."""
-        return self._set(preset_settings(name), source=f"preset {name}")
-
-    def _set(self, changes, force=(), source=None):
-        checked = check_settings(changes)
-        if "loss" in checked:
-            try:
-                check_loss_supported(self.run.trainer.engine, checked["loss"])
-            except ValueError as exc:
-                raise SettingError([f"loss={checked['loss']!r} refused: {exc}"]) from None
-        with self._cond:
-            now = self.settings
-            applied = settings_of(self.run.configs)
-            changed = {k: v for k, v in checked.items() if k in force or now[k] != v}
-            commands = {}
-            for name, value in changed.items():
-                setting = SETTINGS[name]
-                if setting.hot:
-                    self._queued[name] = value
-                    commands.setdefault(setting.hot, {})[name] = value
-                elif value == applied[name]:
-                    self._on_reset.pop(name, None)  # back to what the run has
-                else:
-                    self._on_reset[name] = value
-            for command, values in commands.items():
-                single = command in ("loss", "lr")
-                self._send(command, values[command] if single else values)
-        if changed:
-            self._published(changed, source=source)
-        return changed
-
-    def _published(self, changes, source=None, why=None):
-        with self._cond:
-            self.settings_version += 1
-            pending = sorted(self._on_reset)
-            self._cond.notify_all()
-        data = {"what": "settings", "changes": dict(changes), "on_reset": pending, "step": self.run.step,
-                "epoch": self.run.epoch + 1}
-        if source:
-            data["source"] = source
-        if why:
-            data["why"] = why
-        self._observe(Observation("event", data))
-
-    def set_loss(self, name):
-        """Set the loss; sent even if it is the current one (a fresh loss object: see the tests)."""
-        self._set({"loss": name}, force=("loss",))
-
-    def set_augmentation(self, **changes):
-        """Change AugmentConfig fields. Per-sample ones (shift, dilate, jitter) apply from the next
-        batch; blend and blend_probs from the next epoch, whose training set they build."""
-        known = [k for k in AugmentConfig.param if k != "name"]
-        unknown = [k for k in changes if k not in known]
-        if not changes or unknown:
-            raise ValueError(f"unknown augmentation setting(s) {unknown}; choose among {', '.join(known)}")
-        self._set(changes)
-
-    def set_learning_rate(self, lr):
-        """A new base rate; it ends any warm-up (LearningRateSchedule.set_base)."""
-        self._set({"lr": lr})
-
-    def set_regulariser(self, strength=None, nu=None):
-        changes = {k: v for k, v in (("reg_strength", strength), ("reg_nu", nu)) if v is not None}
-        if not changes:
-            raise ValueError("give strength and/or nu")
-        self._set(changes)
 
     # ---- the thread --------------------------------------------------------------------------
     def _alive(self):
@@ -373,6 +297,9 @@ class TrainingSession:
                 if name in HOT_CHANGES:
                     self._apply(name, arg)
                     continue
+                if name in ("undo", "rewind"):
+                    self._go_back(name, arg)
+                    continue
                 with self._cond:
                     if name == "pause":
                         self._state = "paused" if self._state == "running" else self._state
@@ -387,28 +314,6 @@ class TrainingSession:
                     self._pending -= 1
                     self._publish()
 
-    def _apply(self, what, value):
-        run = self.run
-        if what == "loss":
-            old, new, label = run.training.loss, value, f"loss → {value}"
-            run.trainer.set_loss(value)
-        elif what == "lr":
-            old, new, label = run.trainer.schedule.lr, value, f"lr → {value:g}"
-            run.trainer.schedule.set_base(value)
-            run.training.lr = run.trainer.optimiser.lr = value  # so that checkpoints and reset() keep it
-        else:
-            target = run.augment if what == "augment" else run.training
-            old, new = {k: getattr(target, k) for k in value}, dict(value)
-            label = ", ".join(f"{k} → {v}" for k, v in value.items())
-            target.param.update(**value)
-            if what == "augment":
-                run.augmentation = make_augmentation(run.augment, run.train_set.n_channels, run.training.trial_ms)
-        with self._cond:  # the run has it now; a later change of the same setting stays queued
-            for k, v in (value if isinstance(value, dict) else {what: value}).items():
-                if k in self._queued and self._queued[k] == v:
-                    del self._queued[k]
-        self._event(what, old=old, new=new, label=label)
-
     def _event(self, what, **data):
         self.run.emit("event", what=what, step=self.run.step, epoch=self.run.epoch + 1, **data)
 
@@ -421,6 +326,8 @@ class TrainingSession:
                 t0 = time.perf_counter()
                 n = epoch.train_next_batch()
                 self._rates.append((n, time.perf_counter() - t0))
+                if n:
+                    self.checkpoints.after_batch(self.run)
             if epoch.done:
                 self._epoch = None  # closed first: an epoch's end is not safe to repeat after a failure
                 epoch.finish()

@@ -3,6 +3,7 @@
 shows it and to whom, and its widget's options. Type, bounds, default and doc are the config's own
 param (eventprop_lab/config.py), never repeated here. The CLI's options, the dashboard's controls,
 the parsing of links and the session's routing of changes are all generated from this table."""
+import copy
 import difflib
 import math
 from dataclasses import dataclass, field
@@ -13,6 +14,17 @@ import param
 from .config import PRESETS, SECTIONS, preset_values
 
 FROM_DATA = ("n_in", "n_out")  # set by the run from its dataset, never by hand
+
+
+class ClassroomConfig(param.Parameterized):
+    """What the teacher allows: the session's, not the run's (no CLI flag, not in checkpoints, kept
+    across reset)."""
+
+    students_may_steer = param.Boolean(False, doc="pages opened with ?mode=classroom may change the "
+                                                  "settings they show (off: they watch)")
+
+
+_SECTIONS = {**SECTIONS, "classroom": ClassroomConfig}
 
 
 @dataclass(frozen=True)
@@ -26,7 +38,7 @@ class Setting:
 
     @property
     def param(self):
-        return SECTIONS[self.section].param[self.name]
+        return _SECTIONS[self.section].param[self.name]
 
     @property
     def default(self):
@@ -73,7 +85,7 @@ class Setting:
         if isinstance(p, param.Range) and isinstance(value, list):
             value = tuple(value)
         try:
-            setattr(SECTIONS[self.section](), self.name, value)  # the config's own check
+            setattr(_SECTIONS[self.section](), self.name, value)  # the config's own check
         except (ValueError, TypeError):
             raise SettingError([self.refusal(value)]) from None
         return value
@@ -166,6 +178,8 @@ def _build():
 
 SETTINGS = _build()  # every setting, section by section, in the configs' order (the CLI's order)
 SHOWN = tuple(n for n in _TABLE if _TABLE[n].get("shown"))  # the dashboard's controls, in order
+# the session's own settings: set() and `settings` take them like the others, a run never sees them
+ROLES = {name: Setting(name, "classroom") for name in ClassroomConfig.param if name != "name"}
 DATA_SETTINGS = ("dataset", "data_dir", "max_train_samples", "validation_fraction")  # a change loads the data again
 
 
@@ -173,9 +187,9 @@ def check_settings(changes):
     """{name: value} as the configs store them; one SettingError naming every refused value."""
     out, problems = {}, []
     for name, value in changes.items():
-        setting = SETTINGS.get(name)
+        setting = SETTINGS.get(name) or ROLES.get(name)
         if setting is None:
-            close = difflib.get_close_matches(name, SETTINGS, n=1)
+            close = difflib.get_close_matches(name, [*SETTINGS, *ROLES], n=1)
             problems.append(f"unknown setting {name!r}" + (f" (did you mean {close[0]}?)" if close else ""))
             continue
         try:
@@ -184,6 +198,15 @@ def check_settings(changes):
             problems += exc.problems
     if problems:
         raise SettingError(problems)
+    return out
+
+
+def configs_with(configs, changes):
+    """Copies of {section: config object} with {name: value} changes made; the originals untouched."""
+    out = {sec: type(obj)(**copy.deepcopy({k: v for k, v in obj.param.values().items() if k != "name"}))
+           for sec, obj in configs.items()}
+    for name, value in changes.items():
+        setattr(out[SETTINGS[name].section], name, value)
     return out
 
 

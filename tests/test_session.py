@@ -334,3 +334,73 @@ def test_reset_gives_fresh_weights_an_empty_history_and_no_thread(session):
     session.step(2)
     assert session.wait() and session.progress["step"] == 2
     assert [o.data["what"] for o in reader.poll() if o.kind == "event"] == ["start"]
+
+
+def test_undo_restores_the_weights_optimiser_and_loss_from_before_the_last_change(session):
+    session.step(3)
+    session.wait()
+    opt = session.run.trainer.optimiser
+    before, t, m = session.params, opt.t, {k: v.copy() for k, v in opt.m.items()}
+    session.set(loss="avg_xentropy")
+    session.step(2)
+    session.wait()
+    assert opt.t == t + 2 and not np.array_equal(session.params.W_out, before.W_out)
+    version = session.settings_version
+    session.undo()
+    session.wait()
+    assert session.params is before and opt.t == t and all(np.array_equal(opt.m[k], m[k]) for k in m)
+    assert session.settings["loss"] == session.run.training.loss == "sum_exp" and session.settings_version > version
+    assert session.progress["step"] == 5  # the count goes on; the curves mark the undo
+    undo = [e for e in kinds(session, "event") if e["what"] == "undo"]
+    assert undo[-1]["label"] == "undo → step 3" and undo[-1]["why"] == "loss → avg_xentropy"
+    assert [e for e in kinds(session, "event") if e.get("source") == "undo"][-1]["changes"] == {"loss": "sum_exp"}
+    session.step(1)
+    session.wait()
+    assert kinds(session, "batch")[-1]["loss_name"] == "sum_exp" and opt.t == t + 1
+    session.undo()  # nothing left to undo: said, no marker, nothing changes
+    session.wait()
+    assert "nothing to undo" in kinds(session, "event")[-1]["message"] and "label" not in kinds(session, "event")[-1]
+    assert opt.t == t + 1
+
+
+def test_rewind_goes_back_to_a_periodic_checkpoint(tmp_path):
+    s = TrainingSession.from_configs(*configs(tmp_path), data=toy_data(), checkpoint_every=2)
+    try:
+        s.step(2)
+        s.wait()
+        at_2 = s.params
+        s.step(3)
+        s.wait()
+        s.rewind(3)
+        s.wait()
+        assert s.params is at_2 and s.run.trainer.optimiser.t == 2 and s.progress["step"] == 5
+        assert kinds(s, "event")[-1]["label"] == "rewind → step 2"
+    finally:
+        s.stop()
+
+
+def test_the_teachers_settings_are_published_checked_and_kept_across_reset(session):
+    assert session.settings["students_may_steer"] is False
+    version = session.settings_version
+    assert session.set(students_may_steer=True) == {"students_may_steer": True}
+    assert session.settings["students_may_steer"] and session.settings_version > version
+    assert kinds(session, "event")[-1]["changes"] == {"students_may_steer": True}
+    with pytest.raises(ValueError, match="students_may_steer"):
+        session.set(students_may_steer="yes", lr=1e-3)
+    session.reset()
+    assert session.settings["students_may_steer"] and "students_may_steer" not in session.run.training.param
+
+
+def test_the_long_history_keeps_the_whole_run_thinned(tmp_path):
+    s = TrainingSession.from_configs(*configs(tmp_path), data=toy_data(), history_recent=4, history_capacity=3)
+    try:
+        s.step(30)
+        s.wait()
+        c = s.long_history.columns()
+        assert list(c["step"][-4:]) == [27, 28, 29, 30] and len(c["step"]) <= 4 + 3 + 1
+        assert c["step"][0] < 10 and np.all(np.diff(c["step"]) > 0)  # the start is still there (a block mean)
+        assert c["rate_hz"][-1] == kinds(s, "batch")[-1]["rate_hz"]
+        s.reset()
+        assert len(s.long_history) == 0
+    finally:
+        s.stop()

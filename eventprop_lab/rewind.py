@@ -1,0 +1,132 @@
+"""Changes to a run between two batches: hot settings, checkpoints in memory to go back to, and
+new runs made from a run (a reset, a visitor's own run).
+
+Called only from the session's thread (or while it has none), at a batch boundary."""
+import copy
+from collections import deque
+from types import SimpleNamespace
+from typing import NamedTuple
+
+from .run import TrainingRun, make_augmentation
+from .settings import DATA_SETTINGS, SETTINGS, configs_with, settings_of
+
+HOT = tuple(name for name, s in SETTINGS.items() if s.hot)
+
+
+def apply_hot(run, what, value):
+    """Apply one session command (loss, lr, regulariser, augment) to the run; returns (old, new, label)."""
+    if what == "loss":
+        old, new, label = run.training.loss, value, f"loss → {value}"
+        run.trainer.set_loss(value)
+    elif what == "lr":
+        old, new, label = run.trainer.schedule.lr, value, f"lr → {value:g}"
+        run.trainer.schedule.set_base(value)
+        run.training.lr = run.trainer.optimiser.lr = value  # so that checkpoints and reset() keep it
+    else:
+        target = run.augment if what == "augment" else run.training
+        old, new = {k: getattr(target, k) for k in value}, dict(value)
+        label = ", ".join(f"{k} → {v}" for k, v in value.items())
+        target.param.update(**value)
+        if what == "augment":
+            run.augmentation = make_augmentation(run.augment, run.train_set.n_channels, run.training.trial_ms)
+    return old, new, label
+
+
+def hot_commands(changes):
+    """{name: value} of hot settings as session commands: [(command, value)]."""
+    commands = {}
+    for name, value in changes.items():
+        commands.setdefault(SETTINGS[name].hot, {})[name] = value
+    return [(c, v[c] if c in ("loss", "lr") else v) for c, v in commands.items()]
+
+
+class Checkpoint(NamedTuple):
+    step: int
+    why: str  # "loss → sum" (taken before that change) or "step 100" (a periodic one)
+    params: object  # Params: the trainer replaces them after each batch, never mutates them
+    adam: dict
+    schedule: dict
+    grad_norms: list
+    settings: dict  # the hot settings at the time
+
+
+_SCHEDULE = ("lr", "base", "fast", "slow", "epochs_since_change")
+
+
+def take(run, why):
+    sched = run.trainer.schedule
+    return Checkpoint(run.step, why, run.trainer.params, copy.deepcopy(run.trainer.optimiser.state_dict()),
+                      {k: getattr(sched, k) for k in _SCHEDULE}, list(run.trainer.clip.history),
+                      {k: v for k, v in settings_of(run.configs).items() if k in HOT})
+
+
+def restore(run, checkpoint):
+    """Weights, Adam's state, the schedule and the hot settings as they were; returns {name: value}
+    of the settings that changed back."""
+    now = settings_of(run.configs)
+    changed = {k: v for k, v in checkpoint.settings.items() if now[k] != v}
+    for command, value in hot_commands(changed):
+        apply_hot(run, command, value)
+    sched = run.trainer.schedule
+    for k, v in checkpoint.schedule.items():
+        setattr(sched, k, v)
+    run.trainer.optimiser.load_state_dict(copy.deepcopy(checkpoint.adam))
+    run.trainer.clip.history = list(checkpoint.grad_norms)
+    run.trainer.params = checkpoint.params
+    return changed
+
+
+class Checkpoints:
+    """The checkpoints to go back to: one before each hot change (the newest `changes`) and one
+    every `every` steps (the newest `periodic`). A network of the dashboard's size costs about
+    3 copies of its weights per checkpoint (weights, Adam's two moments)."""
+
+    def __init__(self, changes=10, periodic=10, every=50):
+        self.every = int(every)
+        self.changes, self.periodic = deque(maxlen=changes), deque(maxlen=periodic)
+
+    def before_change(self, checkpoint):
+        self.changes.append(checkpoint)
+
+    def after_batch(self, run):
+        if self.every and run.step % self.every == 0:
+            self.periodic.append(take(run, f"step {run.step}"))
+
+    def pop_change(self):
+        """The newest checkpoint taken before a change, removed (None if there is none); periodic
+        ones taken after it go too, since they hold the change undone."""
+        if not self.changes:
+            return None
+        cp = self.changes.pop()
+        while self.periodic and self.periodic[-1].step > cp.step:
+            self.periodic.pop()
+        return cp
+
+    def newest_before(self, step):
+        """The newest checkpoint taken at or before `step`, kept (None if there is none)."""
+        found = [cp for cp in (*self.changes, *self.periodic) if cp.step <= step]
+        return max(found, key=lambda cp: cp.step, default=None)
+
+    def __len__(self):
+        return len(self.changes) + len(self.periodic)
+
+    def clear(self):
+        self.changes.clear()
+        self.periodic.clear()
+
+
+def run_like(old, changes=None, seed=None, observers=None, **run_options):
+    """A new TrainingRun with the old one's settings and `changes` (and `seed`, RunConfig
+    `run_options` such as out_dir), fresh weights. It shares the old run's data (already subset
+    and split) unless a data setting changed, and its engine if the backend is the same."""
+    configs = configs_with(old.configs, changes or {})
+    if seed is not None:
+        configs["training"].seed = int(seed)
+    configs["run"].param.update(**run_options)
+    if any(getattr(configs["run"], k) != getattr(old.run_cfg, k) for k in DATA_SETTINGS):
+        data = None  # loaded by the run
+    else:
+        data = SimpleNamespace(train=old.train_set, validation=old.validation_set, test=old.test_set)
+    engine = old.trainer.engine if old.trainer.engine.name == configs["training"].backend else None
+    return TrainingRun(configs["run"], configs["network"], configs["training"], configs["augment"],
+                       observers=list(old.observers if observers is None else observers), data=data, engine=engine)
