@@ -19,17 +19,17 @@ epoch (what the regulariser sees); "silent" is the share of hidden neurons that 
 all in the epoch (what the silent-neuron lift acts on).
 """
 import argparse
-import csv
-import io
 import json
-import math
 import os
 import shlex
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from eventprop_lab.results import STABILITY_COLUMNS, dataset_tag
+from eventprop_lab.results import aggregate, summarise_run  # noqa: F401 (the tests read runs through this script)
+from eventprop_lab.results import summarise as _summarise
 
 # name -> options. "old-*" are the settings before docs/results.md "Why training was unstable";
 # the others are what that section measured. Options given here are appended after --common.
@@ -59,19 +59,10 @@ DEFAULT_SEEDS = [1, 2]
 DEFAULT_COMMON = "--n-hidden 128 --epochs 6 --max-train-samples 1200"
 DEFAULT_WORKERS, DEFAULT_THREADS, DEFAULT_RUN_TIMEOUT = 16, 1, 400.0
 
-TEST_PREFIX = "test (last weights):"
 TTS = "data_cache/tts-digits/tts_digits_train.h5"  # the synthetic spoken digits of the issue
 
 
 # ---- running -------------------------------------------------------------------------------
-def dataset_tag(dataset):
-    name = Path(dataset).name
-    for suffix in (".h5", ".hdf5"):
-        if name.endswith(suffix):
-            name = name[:-len(suffix)]
-    return name.replace("_train", "").replace(":", "-") or "data"
-
-
 def plan(configs, seeds, datasets, common, out):
     cells = []
     for ds in datasets:
@@ -155,185 +146,9 @@ def run_all(cells, workers, threads, run_timeout):
                   f"(rc {proc.returncode}{', timed out' if timed_out else ''}, {result['wall_s']:.0f} s)", flush=True)
 
 
-# ---- reading -------------------------------------------------------------------------------
-def _float(x):
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def read_epochs(run_dir):
-    """Epoch records from metrics.jsonl (torn or odd lines skipped), else from epochs.csv."""
-    run_dir = Path(run_dir)
-    records, events = [], []
-    path = run_dir / "metrics.jsonl"
-    if path.exists():
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if not isinstance(r, dict):
-                continue
-            if r.get("kind") == "epoch":
-                records.append(r)
-            elif r.get("kind") == "event":
-                events.append(r)
-    elif (run_dir / "epochs.csv").exists():
-        with open(run_dir / "epochs.csv", newline="") as f:
-            records = [{k: _float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    # a resumed run repeats epochs: keep the last record of each
-    by_epoch = {}
-    for r in records:
-        by_epoch[int(_float(r.get("epoch", len(by_epoch) + 1)))] = r
-    return [by_epoch[k] for k in sorted(by_epoch)], events
-
-
-def _has_nan(epochs, events, stderr):
-    for r in epochs:
-        for k in ("train_loss", "validation_loss", "train_rate_hz"):
-            if k in r and not math.isfinite(_float(r[k])):
-                return True
-    for e in events:
-        if "nan" in json.dumps(e).lower() or "non-finite" in json.dumps(e).lower():
-            return True
-    return "FloatingPointError" in stderr or "is NaN" in stderr
-
-
-def summarise_run(run_dir):
-    run_dir = Path(run_dir)
-    cell = {}
-    if (run_dir / "sweep_cell.json").exists():
-        cell = json.loads((run_dir / "sweep_cell.json").read_text())
-    result = json.loads((run_dir / "result.json").read_text()) if (run_dir / "result.json").exists() else {}
-    stdout = (run_dir / "stdout.log").read_text(errors="replace") if (run_dir / "stdout.log").exists() else ""
-    stderr = (run_dir / "stderr.log").read_text(errors="replace") if (run_dir / "stderr.log").exists() else ""
-    epochs, events = read_epochs(run_dir)
-    name_parts = run_dir.name.split("__")
-    rate = [_float(r.get("train_rate_hz")) for r in epochs]
-    silent = [_float(r.get("train_silent_fraction")) for r in epochs]
-    val = [_float(r.get("validation_accuracy")) for r in epochs]
-    test = math.nan
-    for line in stdout.splitlines():
-        if line.startswith(TEST_PREFIX):
-            test = _float(line.rsplit(" ", 1)[-1])
-    summary = {}
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        pass
-    if not math.isfinite(test):
-        test = _float(summary.get("test_accuracy_last"))
-    wall = _float(result.get("wall_s", summary.get("wall_s")))
-    if not math.isfinite(wall) and epochs:  # a cut-short sweep: the epochs' own times
-        wall = _float(epochs[-1].get("wall_s"))  # cumulative, where the run records it
-        if not math.isfinite(wall):
-            wall = sum(_float(r.get("epoch_seconds")) for r in epochs)
-    at = lambda xs, i: xs[i] if -len(xs) <= i < len(xs) else math.nan  # noqa: E731
-    finite = lambda xs: [x for x in xs if math.isfinite(x)]  # noqa: E731
-    return {
-        "config": cell.get("config", name_parts[0]),
-        "dataset": dataset_tag(cell["dataset"]) if "dataset" in cell else (name_parts[1] if len(name_parts) > 1 else ""),
-        "seed": cell.get("seed", name_parts[-1].lstrip("s") if len(name_parts) > 2 else ""),
-        "epochs": len(epochs),
-        "best_val_acc": max(finite(val), default=math.nan),
-        "test_acc": test,
-        "final_train_acc": _float(epochs[-1].get("train_accuracy")) if epochs else math.nan,
-        "rate_e1": at(rate, 0), "rate_e5": at(rate, 4), "rate_last": at(rate, -1),
-        "rate_max": max(finite(rate), default=math.nan),
-        "silent_last": at(silent, -1), "silent_max": max(finite(silent), default=math.nan),
-        "nan": _has_nan(epochs, events, stderr),
-        "returncode": result.get("returncode", ""),
-        "wall_s": wall,
-        "run_dir": str(run_dir),
-    }
-
-
-def find_runs(out):
-    return sorted(p.parent for p in Path(out).glob("*/sweep_cell.json")) or \
-        sorted(p.parent for p in Path(out).glob("*/metrics.jsonl"))
-
-
-# ---- tables --------------------------------------------------------------------------------
-def _mean(xs):
-    xs = [x for x in xs if isinstance(x, (int, float)) and math.isfinite(x)]
-    return statistics.fmean(xs) if xs else math.nan
-
-
-def _sd(xs):
-    xs = [x for x in xs if isinstance(x, (int, float)) and math.isfinite(x)]
-    return statistics.stdev(xs) if len(xs) > 1 else math.nan
-
-
-def aggregate(rows):
-    groups = {}
-    for r in rows:
-        groups.setdefault((r["config"], r["dataset"]), []).append(r)
-    out = []
-    for (config, dataset), rs in groups.items():
-        g = {"config": config, "dataset": dataset, "runs": len(rs), "epochs": _mean([r["epochs"] for r in rs])}
-        for k in ("best_val_acc", "test_acc", "final_train_acc", "rate_e1", "rate_e5", "rate_last", "silent_last",
-                  "wall_s"):
-            g[k] = _mean([r[k] for r in rs])
-            g[k + "_sd"] = _sd([r[k] for r in rs])
-        g["rate_max"] = max([r["rate_max"] for r in rs if math.isfinite(r["rate_max"])], default=math.nan)
-        g["silent_max"] = max([r["silent_max"] for r in rs if math.isfinite(r["silent_max"])], default=math.nan)
-        g["nan"] = sum(bool(r["nan"]) for r in rs)
-        g["failed"] = sum(r["returncode"] not in (0, "") for r in rs)
-        out.append(g)
-    return out
-
-
-def _fmt(x, kind):
-    if not isinstance(x, (int, float)) or not math.isfinite(x):
-        return "–"
-    return {"acc": f"{x:.3f}", "hz": f"{x:.1f}", "pct": f"{x:.0%}", "s": f"{x:.0f}"}[kind]
-
-
-def _pm(g, k, kind):
-    s = _fmt(g[k], kind)
-    sd = g.get(k + "_sd", math.nan)
-    return s + (f" ± {_fmt(sd, kind)}" if isinstance(sd, float) and math.isfinite(sd) else "")
-
-
-def markdown(groups):
-    head = ("| config | dataset | runs | epochs | best val acc | test acc | final train acc | Hz e1 | Hz e5 | Hz last "
-            "| Hz max | silent last | silent max | NaN | wall s |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for g in groups:
-        lines.append(
-            f"| {g['config']} | {g['dataset']} | {g['runs']} | {g['epochs']:.0f} | {_pm(g, 'best_val_acc', 'acc')} | "
-            f"{_pm(g, 'test_acc', 'acc')} | {_pm(g, 'final_train_acc', 'acc')} | {_fmt(g['rate_e1'], 'hz')} | "
-            f"{_fmt(g['rate_e5'], 'hz')} | {_pm(g, 'rate_last', 'hz')} | {_fmt(g['rate_max'], 'hz')} | "
-            f"{_fmt(g['silent_last'], 'pct')} | {_fmt(g['silent_max'], 'pct')} | "
-            f"{'yes (' + str(g['nan']) + '/' + str(g['runs']) + ')' if g['nan'] else 'no'} | {_fmt(g['wall_s'], 's')} |")
-    return "\n".join(lines) + "\n"
-
-
-def write_csv(path, rows):
-    if not rows:
-        return
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-    Path(path).write_text(buf.getvalue())
-
-
+# ---- reading: eventprop_lab/results.py, shared with `eventprop-lab results` ------------------
 def summarise(out):
-    rows = [summarise_run(d) for d in find_runs(out)]
-    if not rows:
-        print(f"no runs found under {out}")
-        return 1
-    groups = aggregate(rows)
-    md = markdown(groups)
-    write_csv(Path(out) / "runs.csv", rows)
-    write_csv(Path(out) / "summary.csv", groups)
-    Path(out, "summary.md").write_text(md)
-    print(md)
-    print(f"(per run: {Path(out) / 'runs.csv'}; table: {Path(out) / 'summary.csv'}, {Path(out) / 'summary.md'})")
-    return 0
+    return 0 if _summarise(out, STABILITY_COLUMNS) else 1
 
 
 def main(argv=None):
