@@ -419,9 +419,9 @@ class Speak(pn.viewable.Viewer):
     def __panel__(self):
         self._doc = pn.state.curdoc
         pn.state.onload(self._warm_up)
-        self.note.object = ("_Speak a word (up to {:g} s) or upload a .wav/.flac file. The network being trained "
-                            "listens with its weights as they are at that moment; training goes on._"
-                            .format(self.max_seconds))
+        self.note.object = ("_Speak a word (up to {:g} s) or upload a .wav/.flac file; the quiet around the word is "
+                            "cut off before the cochlea hears it. The network being trained listens with its "
+                            "weights as they are at that moment; training goes on._".format(self.max_seconds))
         return pn.Column(
             pn.pane.Markdown("## Speak a digit", disable_anchors=True),
             self.note,
