@@ -77,28 +77,9 @@ def plan(configs, seeds, datasets, common, out):
 
 
 def prepare(datasets):
-    """Load every dataset once here: randman-shd is generated and cached on first use, and
-    parallel runs must not all generate (and write) the same cache files at once."""
-    from eventprop_lab.data.sources import load_dataset
+    from eventprop_lab.sweep import prepare as prepare_all
 
-    for ds in datasets:
-        t0 = time.time()
-        load_dataset(ds)
-        print(f"dataset {ds} ready ({time.time() - t0:.0f} s)", flush=True)
-    # one small training step compiles the numba kernels into their on-disk cache, so the runs
-    # load them instead of each compiling them at once
-    import numpy as np
-
-    from eventprop_lab.network import NetworkConfig, init_params
-    from eventprop_lab.toy import spike_patterns
-    from eventprop_lab.training import Trainer, TrainingConfig
-
-    t0 = time.time()
-    samples, labels = spike_patterns(4, n_classes=2, n_channels=8, seed=0)
-    trainer = Trainer(init_params(NetworkConfig(n_in=8, n_hidden=4, n_out=2), rng=0),
-                      TrainingConfig(trial_ms=100.0, batch_size=4))
-    trainer.train_batch(samples, np.asarray(labels, np.int64))
-    print(f"kernels compiled ({time.time() - t0:.0f} s)", flush=True)
+    prepare_all([(ds, "data_cache") for ds in datasets], print_=lambda line: print(line, flush=True))
 
 
 def command(cell):

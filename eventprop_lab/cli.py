@@ -1,4 +1,4 @@
-"""Command line: `eventprop-lab train`, `evaluate` and `demo`.
+"""Command line: `eventprop-lab train`, `evaluate`, `demo`, `encode`, `sweep` and `results`.
 
 Every training option comes from the settings table (eventprop_lab/settings.py), whose types,
 defaults, bounds and help text are the param configuration's (eventprop_lab/config.py): the
@@ -299,12 +299,37 @@ def main(argv=None):
     from .encode import add_encode_parser
 
     add_encode_parser(sub)
+    sw = sub.add_parser("sweep", help="train every cell of a sweep spec (grid, list, seeds, LOSO folds) on Dask",
+                        description="Train every cell of a sweep spec (YAML or TOML; see eventprop_lab/sweep_spec.py "
+                                    "and the README) as a run folder, on a Dask LocalCluster or --scheduler. "
+                                    "The same command again resumes the sweep.")
+    sw.add_argument("spec", help="the spec file (.yaml, .yml or .toml)")
+    sw.add_argument("--out", help="sweep folder (default: the spec's out:, else runs/sweeps/<spec name>)")
+    sw.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler (tcp://host:8786); "
+                                                           "default: a LocalCluster on this machine")
+    sw.add_argument("--workers", type=int, help="LocalCluster workers (default: cores / threads, at most one per cell)")
+    sw.add_argument("--threads", type=int, help="numba threads per cell (default: cores / workers)")
+    sw.add_argument("--no-progress", action="store_true", help="no progress bars (logs, batch jobs)")
+    sw.add_argument("--dry-run", action="store_true", help="list the cells and how far each is; run nothing")
+    res = sub.add_parser("results", help="the table of a sweep folder (mean ± sd over seeds and folds), as CSV too",
+                         description="Print the table of the runs in a sweep folder: mean ± sd over seeds and "
+                                     "folds, test accuracy at the best validation epoch; write runs.csv, "
+                                     "summary.csv and summary.md there.")
+    res.add_argument("sweep_dir", help="a sweep folder (or any folder of run folders)")
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
             return _train(args, train)
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "sweep":
+            from .sweep_dask import main_sweep
+
+            return main_sweep(args)
+        if args.command == "results":
+            from .results import SWEEP_COLUMNS, summarise
+
+            return 0 if summarise(args.sweep_dir, SWEEP_COLUMNS) else 1
         if args.command == "encode":
             from .encode import run_encode
 
