@@ -58,9 +58,10 @@ def describe_cluster(client, cores=None, threads=None):
 class Progress:
     """A bar over cells and one over epochs; epochs arrive as Dask events from the workers."""
 
-    def __init__(self, cells, todo, sweep_id, enabled=True):
+    def __init__(self, cells, todo, sweep_id, enabled=True, print_=print):
         from tqdm import tqdm
 
+        self.enabled, self.print_ = enabled, print_
         self.sweep_id, self.done_epochs = sweep_id, {c["name"]: epochs_done(c) for c in cells}
         total = sum(c["epochs"] for c in cells)
         self.cells = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="cells", unit="cell",
@@ -79,7 +80,10 @@ class Progress:
 
     def cell_done(self, line):
         self.cells.update(1)
-        self.cells.write(line)
+        if self.enabled:
+            self.cells.write(line)  # above the bars
+        else:
+            self.print_(line)
 
     def close(self):
         self.epochs.close()
@@ -90,7 +94,7 @@ def execute(client, cells, todo, threads, sweep_id, progress=True, print_=print)
     """Runs `todo` (some of `cells`) as Dask tasks; returns the names of the cells that failed."""
     from distributed import as_completed
 
-    bars = Progress(cells, todo, sweep_id, progress)
+    bars = Progress(cells, todo, sweep_id, progress, print_)
     client.subscribe_topic(TOPIC, bars.on_event)
     futures = {client.submit(run_cell, cell, threads, sweep_id, key=f"{sweep_id}-{cell['name']}", pure=False):
                cell["name"] for cell in todo}
