@@ -13,8 +13,8 @@ from eventprop_lab.settings import SETTINGS, SHOWN, SettingError, matching_prese
 
 HOT = tuple(n for n in SHOWN if SETTINGS[n].hot)  # applied at the next batch boundary
 ON_RESET = tuple(n for n in SHOWN if not SETTINGS[n].hot)  # need a new network (or new data)
-BUTTONS = ("play", "pause", "step", "reset")
-PAGE_ARGS = ("tab",)  # read by the page around the dashboard (app/main.py)
+BUTTONS = ("play", "pause", "step", "undo", "reset")
+PAGE_ARGS = ("tab", "key")  # read by the page around the dashboard (app/main.py)
 CUSTOM = "custom"  # the preset selector's value when the settings match no preset
 # what `?mode=classroom` hides: students play with the loss and augmentations, not the set-up
 CLASSROOM_HIDES = tuple(n for n in SHOWN if not SETTINGS[n].classroom) + ("preset", "reset")
@@ -34,7 +34,8 @@ class Controls(param.Parameterized):
         """Show `settings` (the session's); the dashboard's watchers ignore what this sets."""
         self.syncing = True
         try:
-            self.param.update(**{k: settings[k] for k in SHOWN}, preset=matching_preset(settings) or CUSTOM)
+            with param.parameterized.edit_constant(self):  # a student's greyed-out controls follow too
+                self.param.update(**{k: settings[k] for k in SHOWN}, preset=matching_preset(settings) or CUSTOM)
         finally:
             self.syncing = False
 

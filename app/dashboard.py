@@ -1,6 +1,7 @@
 """The dashboard: controls generated from the settings table (app/controls.py), play/pause/step/
-reset, a status line, and live plots fed by a per-browser-session periodic callback that polls a
-session Reader. Every page follows its session's settings, whoever changed them.
+undo/reset, a status line, and live plots fed by a per-browser-session periodic callback that polls
+a session Reader. Every page follows its session's settings, whoever changed them; who may change
+them is the page's role (app/roles.py).
 
 Threading: the training thread only appends to the session's observation buffer. Everything that
 touches Bokeh/Panel models happens in `update()`, which Panel runs on the browser session's event
@@ -16,21 +17,25 @@ from kernels import BACKENDS, backend_available
 
 from .controls import (BUTTONS, CLASSROOM_HIDES, CUSTOM, HOT, ON_RESET, Controls, describe,  # noqa: F401
                        parse_url_args, widgets_for)
-from .plots import (PROJECTIONS, AdjointView, LearningCurves, ProbeHistory, ProbeView, RateByWeight,
-                    TransportedView, WeightView, grid)
+from .curves import LearningCurves
+from .plots import PROJECTIONS, AdjointView, ProbeHistory, ProbeView, RateByWeight, TransportedView, WeightView, grid
+from .roles import PageRole
 from .shared import build_session, claim_steering, shared_session, stop_shared_sessions  # noqa: F401
 
 
-class Dashboard(pn.viewable.Viewer):
+class Dashboard(PageRole, pn.viewable.Viewer):
     """Steers one TrainingSession and shows its observation stream live."""
 
     session = param.ClassSelector(class_=TrainingSession, allow_None=True, doc="the session shown")
     loader = param.Parameter(None, doc="a Future of a session, attached when done (while data load)")
-    steering = param.Boolean(True, doc="a link's settings may change the session (False: a visitor's page "
-                                       "of a shared run, which shows what its link asked and ignores it)")
+    steering = param.Boolean(True, doc="the teacher's page: its link's settings change the session, and it decides "
+                                       "whether students may steer (False: a visitor's page of a shared run, which "
+                                       "names what its link asked and offers a run of the visitor's own)")
     period = param.Integer(200, bounds=(20, None), doc="ms between plot updates (a browser sees a little fewer)")
     probe_interval = param.Number(1.0, bounds=(0, None),
                                   doc="s between redraws of the newest probe and of the weight bands")
+    history_interval = param.Number(10.0, bounds=(0, None),
+                                    doc="s between redraws of the curves' older part (block means of what rolled off)")
     status_interval = param.Number(1.0, bounds=(0, None),
                                    doc="s between refreshes of the status line and progress bar (sooner when the "
                                        "state or a message changes)")
@@ -48,12 +53,15 @@ class Dashboard(pn.viewable.Viewer):
         self.probes = ProbeHistory()
         self._reader, self._callback, self._synced = None, None, None
         self._url_settings, self.hidden = {}, set()
+        self._older_key, self._older_at = None, -float("inf")
         self.status = pn.pane.Markdown("**loading data…**", sizing_mode="stretch_width")
         self.bar = pn.indicators.Progress(value=0, max=1, sizing_mode="stretch_width", height=18)
         self.share = pn.pane.Markdown("", sizing_mode="stretch_width")
         self.buttons = {name: pn.widgets.Button(label=label, color=kind, width=70)
                         for name, label, kind in (("play", "play", "success"), ("pause", "pause", "warning"),
-                                                  ("step", "step", "primary"), ("reset", "reset", "danger"))}
+                                                  ("step", "step", "primary"), ("undo", "undo", "light"),
+                                                  ("reset", "reset", "danger"))}
+        self.buttons["undo"].description = "back to the weights from before the last change"
         for name, button in self.buttons.items():
             button.on_click(lambda event, f=getattr(self, name): f())
         self.follow = pn.widgets.Checkbox(label="follow the newest probe", value=True)
@@ -68,6 +76,7 @@ class Dashboard(pn.viewable.Viewer):
         self.controls.param.watch(self._changed, list(SHOWN))
         self.controls.param.watch(self._preset_chosen, "preset")
         self.controls.param.watch(self._update_share, list(SHOWN))
+        self._init_role()
         if self.url_args is not None:
             self._read_url(self.url_args)
         if self.session is not None:
@@ -86,7 +95,7 @@ class Dashboard(pn.viewable.Viewer):
             view.clear()
         self.probes.clear()
         self._band_rows = []
-        self._shown_step = None
+        self._shown_step, self._older_key = None, None
         self._sync_scrub()
 
     def _attach(self, session):
@@ -107,6 +116,9 @@ class Dashboard(pn.viewable.Viewer):
         except Exception as exc:  # data could not be loaded: say so instead of a frozen page
             self.message = f"could not build the session: {type(exc).__name__}: {exc}"
             self.loader = None
+            if self.own_run:  # back to the class's run
+                shared, self._shared = self._shared, None
+                self._attach(shared)
 
     def _follow(self, force=False):
         """Show the session's settings if they changed since this page last showed them."""
@@ -115,43 +127,14 @@ class Dashboard(pn.viewable.Viewer):
             self._synced = version
             self.controls.sync(self.session.settings)
             self._update_share()
-
-    def _read_url(self, args):
-        self._url_settings, self.hidden, problems = parse_url_args(args)
-        if problems:
-            self.link_report = "link: " + "; ".join(problems)
-
-    def _report(self, note):
-        self.link_report = "; ".join(x for x in (self.link_report or "link", note) if x)
-
-    def _apply_url_settings(self):
-        """A link's settings, where they differ from the session's, from the steering page only:
-        hot ones from the next batch, the others by a reset if the run has not trained yet (so
-        that no marker says "changed"), else on the next reset."""
-        s = self.session
-        now = s.settings
-        wanted = {k: v for k, v in self._url_settings.items() if now[k] != v}
-        self._url_settings = {}
-        if not wanted:
-            return
-        asked = ", ".join(f"{k}={SETTINGS[k].to_text(v)}" for k, v in wanted.items())
-        if not self.steering:
-            self._report(f"{asked} not applied: this run is shared, and only the page that started it "
-                         "changes it from a link (change the controls to steer it)")
-            return
-        try:
-            s.set(**wanted)
-            if s.progress["step"] == 0 and s.status in ("idle", "stopped"):
-                s.reset()
-        except Exception as exc:  # checked already; a reset may still fail (a backend missing here)
-            self._report(f"{asked} not applied: {exc}")
-            self._follow(force=True)
-            return
-        self._follow(force=True)
-        self.message = "settings from the link"
+            self._apply_role()
 
     def _changed(self, *events):
         if self.session is None or self.controls.syncing:
+            return
+        if not self.may_steer():  # greyed out; a change that got through anyway goes back
+            self.message = "only the teacher changes the run now"
+            self._follow(force=True)
             return
         try:
             changed = self.session.set(**{e.name: e.new for e in events})
@@ -175,38 +158,31 @@ class Dashboard(pn.viewable.Viewer):
             self.message = f"preset {event.new}" + (f"; press reset for {', '.join(waits)}" if waits else "")
         self._follow(force=True)
 
-    def share_url(self):
-        """A link to this page with the current settings (and the same hidden controls)."""
-        query = self.controls.query()
-        if self.hidden:
-            query = "&".join(q for q in (query, "hide=" + ",".join(sorted(self.hidden))) if q)
-        base = ""
-        try:
-            base = (pn.state.location.href or "").split("?")[0] if pn.state.location else ""
-        except Exception:  # outside a server session there is no location
-            base = ""
-        return f"{base}?{query}" if query else (base or "?")
-
-    def _update_share(self, *events):
-        self.share.object = f"[link to these settings]({self.share_url()})"
-
     # ---- buttons (also callable from Python) ----------------------------------------------
     def play(self):
-        if self.session is not None:
+        if self.may_steer():
             self.session.start()
 
     def pause(self):
-        if self.session is not None:
+        if self.may_steer():
             self.session.pause()
 
     def step(self, n_batches=1):
-        if self.session is not None:
+        if self.may_steer():
             self.session.step(n_batches)
+
+    def undo(self):
+        """Back to the weights, optimiser state and hot settings from before the last change."""
+        if not self.may_steer():
+            return
+        last = self.session.checkpoints.newest_change()
+        self.session.undo()
+        self.message = f"undo: the weights from before {last.why} (step {last.step})" if last else "nothing to undo"
 
     def reset(self):
         """Fresh weights with the session's settings as they are now (a new dataset is loaded)."""
         s = self.session
-        if s is None:
+        if not self.may_steer():
             return False
         if "dataset" in s.pending_reset:
             self.message = f"loading {s.pending_reset['dataset']}…"
@@ -265,6 +241,7 @@ class Dashboard(pn.viewable.Viewer):
             self._clear_views(archive=True)
         self._follow()  # a change made on another page, or by a reset
         self.curves.add(observations)
+        self._draw_older()
         n_before = len(self.probes)
         arrived = self.probes.add(observations)
         now = time.monotonic()
@@ -292,6 +269,15 @@ class Dashboard(pn.viewable.Viewer):
             self.status.object = self.status_line(p)
             self.bar.max = max(p["n_batches"] or 1, 1)
             self.bar.value = min(p["batch"], self.bar.max)
+
+    def _draw_older(self):
+        """What rolled off the streamed curves, from the session's long history, now and then."""
+        now, first = time.monotonic(), self.curves.first_live_step
+        key = (self.session.long_history.version, first)
+        if first is None or key == self._older_key or now - self._older_at < self.history_interval:
+            return
+        self._older_key, self._older_at = key, now
+        self.curves.show_older(self.session.long_history.columns(before=first))
 
     def status_line(self, p):
         state = p["state"]
@@ -331,7 +317,8 @@ class Dashboard(pn.viewable.Viewer):
         if missing:  # greyed out, with the reason as the tooltip
             extra["backend"] = {"type": pn.widgets.Select, "disabled_options": list(missing),
                                 "description": " ".join(f"{b}: {why}" for b, why in missing.items())}
-        parts = [pn.Row(*(b for name, b in self.buttons.items() if name not in self.hidden))]
+        parts = [pn.Row(*(b for name, b in self.buttons.items() if name not in self.hidden)), self.role_note,
+                 self.own_run_button, self.back_button]
         for title, names in (("**Change while it runs**", hot), ("**Applied on reset** (a new network)", later)):
             if names:
                 parts += [title, pn.Param(self.controls, parameters=names, show_name=False,
@@ -339,7 +326,7 @@ class Dashboard(pn.viewable.Viewer):
         if "preset" not in self.hidden:
             parts += ["**Preset** (its network settings wait for reset)",
                       pn.widgets.Select.from_param(self.controls.param.preset, name="", sizing_mode="stretch_width")]
-        parts.append(self.share)
+        parts += [self.students_toggle, self.share]  # the toggle last: the controls' order stays the table's
         return pn.Column("## Eventprop Lab", *parts, width=340)
 
     def __panel__(self):

@@ -8,13 +8,10 @@ from collections import OrderedDict, deque
 
 import numpy as np
 from bokeh.layouts import row
-from bokeh.models import ColumnDataSource, LabelSet, Legend, LegendItem
+from bokeh.models import ColumnDataSource, Legend, LegendItem
 from bokeh.plotting import figure
 
-ROLLOVER = 2000  # points kept per learning curve; older ones roll off
-MARKERS = 50  # hot-change markers kept
-EARLIER_RUNS = 3  # faint overlays kept of runs before a reset
-EARLIER_POINTS = 400  # an earlier run is thinned to this many points
+ROLLOVER = 2000  # points kept per streamed curve; older ones roll off
 TOP_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
 QUIET = "#9aa5b1"
 MAX_INPUT_POINTS = 3000  # input spikes drawn per probe; more are thinned (every k-th), and the title says so
@@ -34,96 +31,6 @@ def _figure(title, height=250, **kw):
 
 def _empty(source):
     source.data = {k: [] for k in source.data}
-
-
-def _mark_hot_changes(fig, markers):
-    fig.vspan("step", source=markers, line_color="#d62728", line_dash="dashed")
-    fig.add_layout(LabelSet(x="step", y=5, y_units="screen", text="label", source=markers, text_font_size="9pt",
-                            text_color="#d62728", angle=np.pi / 2, x_offset=-3))
-
-
-class LearningCurves:
-    """Loss, accuracy and hidden activity against the training step: every batch (thin line),
-    every epoch's train and validation values (dots), hot changes as labelled vertical lines, and
-    the curves of earlier runs (before a reset) as faint grey lines."""
-
-    BATCH = ("step", "loss", "accuracy", "rate_hz", "silent_fraction")
-    EPOCH = ("step", "epoch", "train_loss", "train_accuracy", "validation_loss", "validation_accuracy",
-             "train_rate_hz", "train_silent_fraction")
-
-    def __init__(self, rollover=ROLLOVER):
-        self.rollover = rollover
-        self.batches = ColumnDataSource({k: [] for k in self.BATCH + ("silent_pct",)}, name="batches")
-        self.epochs = ColumnDataSource({k: [] for k in self.EPOCH})
-        self.markers = ColumnDataSource({"step": [], "label": []}, name="markers")
-        self.earlier = ColumnDataSource({k: [] for k in self.BATCH})  # NaN rows separate the runs
-        self.earlier_runs = deque(maxlen=EARLIER_RUNS)  # (label, thinned columns)
-        self.loss_names = []  # the losses the current run used, in order
-        self.loss_fig = _figure("loss", x_axis_label="step", y_axis_label="loss")
-        self.acc_fig = _figure("accuracy", x_axis_label="step", y_axis_label="fraction correct",
-                               x_range=self.loss_fig.x_range)
-        self.activity_fig = _figure("hidden activity", x_axis_label="step", y_axis_label="Hz  /  % silent",
-                                    x_range=self.loss_fig.x_range)
-        for fig, key, color in ((self.loss_fig, "loss", "#1f77b4"), (self.acc_fig, "accuracy", "#ff7f0e")):
-            fig.line("step", key, source=self.earlier, color=QUIET, alpha=0.45, legend_label="earlier runs")
-            fig.line("step", key, source=self.batches, color=color, alpha=0.6, legend_label="batch")
-            fig.scatter("step", f"train_{key}", source=self.epochs, color=color, size=7, legend_label="epoch (train)")
-            fig.line("step", f"validation_{key}", source=self.epochs, color="#2ca02c", line_width=2)
-            fig.scatter("step", f"validation_{key}", source=self.epochs, color="#2ca02c", marker="square", size=7,
-                        legend_label="epoch (validation)")
-        a = self.activity_fig
-        a.line("step", "rate_hz", source=self.earlier, color=QUIET, alpha=0.45, legend_label="earlier runs")
-        a.line("step", "rate_hz", source=self.batches, color="#2ca02c", legend_label="firing rate (Hz)")
-        a.line("step", "silent_pct", source=self.batches, color="#7f7f7f", line_dash="dashed",
-               legend_label="silent neurons (%)")
-        for fig in (self.loss_fig, self.acc_fig, self.activity_fig):
-            fig.legend.location = "top_left"
-            fig.legend.background_fill_alpha = 0.6
-            fig.legend.label_text_font_size = "8pt"
-            _mark_hot_changes(fig, self.markers)
-
-    def clear(self):
-        for source in (self.batches, self.epochs, self.markers):
-            _empty(source)
-        self.loss_names = []
-
-    def archive(self):
-        """Keep the current run as a faint overlay (the last EARLIER_RUNS of them), then clear."""
-        data = self.batches.data
-        n = len(data["step"])
-        if n:
-            keep = np.unique(np.linspace(0, n - 1, min(n, EARLIER_POINTS)).astype(int))
-            columns = {k: np.asarray(data[k], float)[keep] for k in self.BATCH}
-            self.earlier_runs.append((" → ".join(self.loss_names) or "run", columns))
-            joined = {k: [] for k in self.BATCH}
-            for _, cols in self.earlier_runs:
-                for k in self.BATCH:
-                    joined[k] += list(cols[k]) + [np.nan]
-            self.earlier.data = joined
-            labels = "; ".join(label for label, _ in self.earlier_runs)
-            self.loss_fig.title.text = f"loss (faint: earlier runs — {labels})"
-        self.clear()
-
-    def add(self, observations):
-        rows = [o.data for o in observations if o.kind == "batch"]
-        if rows:
-            new = {k: [r.get(k, np.nan) for r in rows] for k in self.BATCH}
-            new["silent_pct"] = [100.0 * r.get("silent_fraction", np.nan) for r in rows]
-            self.batches.stream(new, rollover=self.rollover)
-            for r in rows:
-                name = r.get("loss_name")
-                if name and (not self.loss_names or self.loss_names[-1] != name):
-                    self.loss_names.append(name)
-        epochs = [o.data for o in observations if o.kind == "epoch"]
-        if epochs:
-            self.epochs.stream({k: [e.get(k, np.nan) for e in epochs] for k in self.EPOCH}, rollover=self.rollover)
-        events = [o.data for o in observations if o.kind == "event" and "label" in o.data]
-        if events:
-            self.markers.stream({"step": [e["step"] for e in events], "label": [e["label"] for e in events]},
-                                rollover=MARKERS)
-
-    def layout(self):
-        return [self.loss_fig, self.acc_fig, self.activity_fig]
 
 
 def slim_probe(p, n_top=len(TOP_COLORS)):

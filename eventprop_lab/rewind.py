@@ -102,6 +102,13 @@ class Checkpoints:
             self.periodic.pop()
         return cp
 
+    def newest_change(self):
+        """The newest checkpoint taken before a change, kept (None if there is none)."""
+        try:
+            return self.changes[-1]
+        except IndexError:  # none, or emptied by the session's thread meanwhile
+            return None
+
     def newest_before(self, step):
         """The newest checkpoint taken at or before `step`, kept (None if there is none)."""
         found = [cp for cp in (*self.changes, *self.periodic) if cp.step <= step]

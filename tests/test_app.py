@@ -240,7 +240,7 @@ def test_a_visitors_link_does_not_change_a_shared_run(session):
     visitor.__panel__()
     session.wait()
     assert session.settings["lr"] == 1e-2 and session.run.training.lr == 1e-2 and visitor.controls.lr == 1e-2
-    assert "lr=0.1 not applied" in visitor.link_report and "started it" in visitor.link_report
+    assert "lr=0.1 not applied" in visitor.link_report and "teacher's page" in visitor.link_report
     assert "lr" not in visitor.hidden and "n_hidden" in visitor.hidden  # the page's own flags still count
 
 
