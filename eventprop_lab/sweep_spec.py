@@ -54,12 +54,23 @@ class Spec(NamedTuple):
 
 
 # ---- reading, with the line of every key -------------------------------------------------------
+def _loader():
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """YAML 1.1 reads 1e-3 (no dot) as text; a learning rate is written so, so it is a float here."""
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                                 list("-+0123456789"))
+    return Loader
+
+
 def _yaml(text):
     import yaml
 
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=_loader())
+        data = yaml.load(text, Loader=_loader())  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""

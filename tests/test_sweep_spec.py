@@ -19,7 +19,7 @@ def _problems(path):
 
 def test_cells_are_list_times_grid_with_grid_values_winning(tmp_path):
     spec = parse_spec(_spec(tmp_path, """
-base: {epochs: 3, n_hidden: 16, lr: 0.002}
+base: {epochs: 3, n_hidden: 16, lr: 2e-3}  # 2e-3: a float, though YAML 1.1 reads it as text
 list:
   - {name: plain}
   - {name: paper, preset: paper, lr: 0.0005}
