@@ -1,5 +1,5 @@
 """Changes to a run between two batches: hot settings, checkpoints in memory to go back to, and
-new runs made from a run (a reset, a visitor's own run).
+new runs made from a run (a reset, a visitor's own run, a branch).
 
 Called only from the session's thread (or while it has none), at a batch boundary."""
 import copy
@@ -137,3 +137,14 @@ def run_like(old, changes=None, seed=None, observers=None, **run_options):
     engine = old.trainer.engine if old.trainer.engine.name == configs["training"].backend else None
     return TrainingRun(configs["run"], configs["network"], configs["training"], configs["augment"],
                        observers=list(old.observers if observers is None else observers), data=data, engine=engine)
+
+
+def branch_run(old, checkpoint, changes, out_dir):
+    """A run that goes on from `checkpoint` of `old` (weights, Adam, schedule, step and epoch
+    counts) with hot `changes`: the same data and engine, its own folder, no observers."""
+    run = run_like(old, changes, observers=[], out_dir=str(out_dir))
+    restore(run, checkpoint._replace(settings={**checkpoint.settings, **changes}))
+    if "lr" in changes:  # the checkpoint's schedule held the old rate
+        run.trainer.schedule.set_base(changes["lr"])
+    run.step, run.epoch = checkpoint.step, old.epoch
+    return run

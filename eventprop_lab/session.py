@@ -20,6 +20,7 @@ Before every hot change and every few steps it keeps a checkpoint in memory (eve
 undo() goes back to the weights, optimiser state and hot settings from before the last change. It
 keeps the per-batch curves of the whole run, thinned (long_history, eventprop_lab/history.py).
 """
+import itertools
 import queue
 import threading
 import time
@@ -50,6 +51,7 @@ class TrainingSession(Steering):
         self.long_history = LongHistory(history_recent, history_capacity)
         self.checkpoints = Checkpoints(every=checkpoint_every)
         self._roles = {name: s.default for name, s in ROLES.items()}
+        self._branches = itertools.count(1)  # numbers the branches' folders and markers
         self.metrics_file = metrics_file  # append to metrics.jsonl in the run's folder, as fit() does
         self._commands = queue.Queue()
         self._cond = threading.Condition()  # guards the status fields; notified whenever they change
@@ -299,6 +301,9 @@ class TrainingSession(Steering):
                     continue
                 if name in ("undo", "rewind"):
                     self._go_back(name, arg)
+                    continue
+                if name == "branch":
+                    self._branch(arg)
                     continue
                 with self._cond:
                     if name == "pause":

@@ -1,9 +1,10 @@
-"""The session's settings and its way back, part of TrainingSession (eventprop_lab/session.py):
-set() is checked in the caller's thread; _apply() and _go_back() run in the session's thread, at a
-batch boundary."""
+"""The session's settings, its way back and its branches, part of TrainingSession
+(eventprop_lab/session.py): set() is checked in the caller's thread; _apply(), _go_back() and
+_branch() run in the session's thread, at a batch boundary (or in the caller's while it has none)."""
+from concurrent.futures import Future
 from .config import AugmentConfig
 from .observe import Observation
-from .rewind import apply_hot, hot_commands, restore, take
+from .rewind import apply_hot, branch_run, hot_commands, restore, take
 from .settings import ROLES, SETTINGS, SettingError, check_settings, preset_settings, settings_of
 from .training import check_loss_supported
 
@@ -72,6 +73,35 @@ class Steering:
     def rewind(self, step):
         """As undo(), to the newest checkpoint kept at or before `step` (one every few steps)."""
         self._send("rewind", int(step))
+
+    def branch(self, **changes):
+        """A Future of a second session that goes on from this one's weights, Adam state and
+        schedule as they are at the next batch boundary, with other hot settings (say
+        loss="sum"); idle, its folder beside this run's, its step count going on from here so that
+        its curves overlay this one's. A "branch" event marks the curves here."""
+        checked = check_settings(changes)
+        cold = [k for k in checked if k in ROLES or not SETTINGS[k].hot]
+        if cold:
+            raise SettingError([f"{k} cannot differ in a branch (a branch keeps the network)" for k in cold])
+        future = Future()
+        if self._alive():
+            self._send("branch", (checked, future))
+        else:
+            self._branch((checked, future))
+        return future
+
+    def _branch(self, arg):
+        changes, future = arg
+        n = next(self._branches)
+        try:
+            run = branch_run(self.run, take(self.run, "branch"), changes, self.run.out / f"branch-{n}")
+            future.set_result(type(self)(run, metrics_file=False))
+        except Exception as exc:
+            future.set_exception(exc)
+            return
+        label = ", ".join(f"{k} → {SETTINGS[k].to_text(v)}" for k, v in changes.items()) or "same settings"
+        self.run.emit("event", what="branch", step=self.run.step, epoch=self.run.epoch + 1, changes=dict(changes),
+                      label=f"branch {n}: {label}")
 
     def set_loss(self, name):
         """Set the loss; sent even if it is the current one (a fresh loss object: see the tests)."""

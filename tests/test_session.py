@@ -404,3 +404,25 @@ def test_the_long_history_keeps_the_whole_run_thinned(tmp_path):
         assert len(s.long_history) == 0
     finally:
         s.stop()
+
+
+def test_a_branch_goes_on_from_the_same_weights_with_other_settings(session):
+    session.step(3)
+    session.wait()
+    weights, t = session.params, session.run.trainer.optimiser.t
+    branch = session.branch(loss="sum", lr=5e-3).result(timeout=30)
+    try:
+        assert branch.params is weights and branch.run.trainer.optimiser.t == t and branch.progress["step"] == 3
+        assert branch.settings["loss"] == "sum" and branch.run.trainer.schedule.lr == 5e-3
+        assert session.settings["loss"] == "sum_exp" and branch.run.train_set is session.run.train_set
+        assert kinds(session, "event")[-1]["label"] == "branch 1: loss → sum, lr → 0.005"
+        branch.step(2)
+        branch.wait()
+        assert branch.progress["step"] == 5 and session.progress["step"] == 3 and session.params is weights
+        assert {b["loss_name"] for b in kinds(branch, "batch")} == {"sum"}
+    finally:
+        branch.stop()
+    with pytest.raises(ValueError, match="n_hidden cannot differ"):
+        session.branch(n_hidden=8)
+    session.stop()  # no thread: made in the caller's
+    assert session.branch(shift=True).result(timeout=30).settings["shift"]
