@@ -75,7 +75,7 @@ def test_loso_sweep_finishes_is_not_rerun_and_goes_on_with_more_epochs(client, t
 
 
 def test_a_killed_worker_costs_only_its_unfinished_epoch(client, tmp_path):
-    spec = _write(tmp_path / "one.yaml", "base: " + TINY % (600, 8) + "\n")
+    spec = _write(tmp_path / "one.yaml", "base: " + TINY % (600, 12) + "\n")
     out, result = tmp_path / "sweep", {}
     thread = threading.Thread(target=lambda: result.update(rc=run_sweep(spec, out, client=client, progress=False,
                                                                          print_=lambda line: None)))
@@ -86,15 +86,15 @@ def test_a_killed_worker_costs_only_its_unfinished_epoch(client, tmp_path):
         time.sleep(0.05)
     assert (run_dir / "last.npz").exists(), "the cell never finished an epoch"
     busy = [addr for addr, keys in client.processing().items() if keys]
-    assert len(busy) == 1 and _epochs(run_dir)[-1] < 8, "the cell finished before it could be killed"
+    assert len(busy) == 1 and _epochs(run_dir)[-1] < 12, "the cell finished before it could be killed"
     pid = client.run(os.getpid, workers=busy)[busy[0]]
     os.kill(pid, signal.SIGKILL)
     thread.join(120)
     assert result.get("rc") == 0
     events = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == "event"]
     assert [e["what"] for e in events] == ["start", "resume"] and events[1]["epoch"] >= 1
-    assert _epochs(run_dir) == list(range(1, 9))
-    assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 8
+    assert _epochs(run_dir) == list(range(1, 13))
+    assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 12
 
 
 def test_a_second_sweep_on_one_folder_is_refused(tmp_path):
