@@ -82,9 +82,11 @@ def test_a_killed_worker_costs_only_its_unfinished_epoch(client, tmp_path):
     thread.start()
     run_dir = out / "base__s0"
     deadline = time.time() + 60
-    while not (run_dir / "last.npz").exists() and time.time() < deadline:
+    # last.npz is written just before the epoch's line in metrics.jsonl: wait for both
+    while not ((run_dir / "last.npz").exists() and (run_dir / "metrics.jsonl").exists() and _epochs(run_dir)) \
+            and time.time() < deadline:
         time.sleep(0.05)
-    assert (run_dir / "last.npz").exists(), "the cell never finished an epoch"
+    assert (run_dir / "last.npz").exists() and _epochs(run_dir), "the cell never finished an epoch"
     busy = [addr for addr, keys in client.processing().items() if keys]
     assert len(busy) == 1 and _epochs(run_dir)[-1] < 12, "the cell finished before it could be killed"
     pid = client.run(os.getpid, workers=busy)[busy[0]]
