@@ -4,6 +4,8 @@ Threading contract: while the session's thread is alive, it alone touches the Tr
 (trainer, parameters, configs, augmentation, counters). Other threads may only
 - send commands (start, pause, step, stop, reset, settings); they go through a queue and are
   applied at the next batch boundary (a batch inside the engine is never interrupted);
+- hold() the training: it waits at its next batch boundary, as while paused, until released
+  (the Speak tab's cochlea gets the CPUs meanwhile);
 - read observations from the ObservationBuffer (through a Reader);
 - read `status`, `progress`, `last_error`, `history()`, `settings`, `pending_reset` and `params`
   (a snapshot: the trainer replaces its Params after every batch and never mutates them in place).
@@ -39,6 +41,8 @@ from .steering import Steering
 from .stream import ObservationBuffer, Reader, Since  # noqa: F401 (part of this module's interface)
 
 HOT_CHANGES = tuple(dict.fromkeys(s.hot for s in SETTINGS.values() if s.hot))  # the session's commands
+HOLD_LIMIT_S = 5.0  # the longest a hold keeps the training waiting (Speak: about 1 s for a 1 s word)
+_WAKE = ("wake", None)  # put on the queue by a release: ends the thread's wait, is no command (not counted)
 
 
 class TrainingSession(Steering):
@@ -57,6 +61,9 @@ class TrainingSession(Steering):
         self._cond = threading.Condition()  # guards the status fields; notified whenever they change
         self._control = threading.Lock()  # serialises starting, joining and rebuilding
         self._thread = None
+        self._holds, self._hold_ids = {}, itertools.count()  # {id: deadline (time.monotonic)} of holds taken
+        # times all holds ended, and their count when the thread began to wait for holds (None: it is not)
+        self._hold_gaps, self._held_since = 0, None
         run.observers.insert(0, self._observe)  # first, so that a failing observer cannot hide ours
         self._clear_state()
 
@@ -99,7 +106,9 @@ class TrainingSession(Steering):
         self._cond.notify_all()
 
     def _snapshot(self):
-        return dict(self._progress, state=self._state, last_error=self._last_error, pending=self._pending)
+        now = time.monotonic()
+        return dict(self._progress, state=self._state, last_error=self._last_error, pending=self._pending,
+                    held=sum(deadline > now for deadline in self._holds.values()))
 
     @property
     def status(self):
@@ -114,7 +123,7 @@ class TrainingSession(Steering):
 
     @property
     def progress(self):
-        """State and counters for a progress display (epoch: epochs completed)."""
+        """State and counters for a progress display (epoch: epochs completed; held: holds in force)."""
         with self._cond:
             return self._snapshot()
 
@@ -168,6 +177,34 @@ class TrainingSession(Steering):
         if self._alive():
             self._send("pause")
 
+    def hold(self, limit_s=HOLD_LIMIT_S):
+        """Make the training wait at its next batch boundary until the Hold is released (`with
+        session.hold(): ...`, or hold.release()); returns at once, while the batch in flight ends.
+
+        The batches, their order and the weights are those of a run never held, only later; status
+        stays "running" and commands are still applied at once. Holds nest: the training waits
+        while any is in force, and after the last one ends it trains one batch before it waits for
+        a new one, so back-to-back holds (a classroom speaking in turn) slow it but never stop it.
+        A hold ends by itself after `limit_s` seconds (default HOLD_LIMIT_S), so that a page stuck
+        before its release cannot freeze the run; release() then says it had lapsed."""
+        if not limit_s > 0:
+            raise ValueError(f"limit_s must be a positive number of seconds, got {limit_s!r}")
+        with self._cond:
+            key = next(self._hold_ids)
+            self._holds[key] = time.monotonic() + limit_s
+        return Hold(self, key)
+
+    def _release(self, key):
+        with self._cond:
+            deadline = self._holds.pop(key, None)
+            in_force = deadline is not None and deadline > time.monotonic()
+            last = not self._holds
+            if last and deadline is not None:
+                self._hold_gaps += 1
+        if last and deadline is not None and self._alive():
+            self._commands.put(_WAKE)  # a thread waiting for the holds to end blocks on the queue
+        return in_force
+
     def step(self, n_batches=1):
         """Train exactly n batches (the epoch's last one with its end-of-epoch work), then pause."""
         if isinstance(n_batches, bool) or not isinstance(n_batches, (int, np.integer)) or n_batches < 1:
@@ -218,7 +255,7 @@ class TrainingSession(Steering):
                 raise
             self.run = run
             for command in held:
-                if command[0] not in HOT_CHANGES:  # the hot ones are in the new run's configs
+                if command[0] not in HOT_CHANGES + _WAKE[:1]:  # the hot ones are in the new run's configs
                     self._commands.put(command)
             if self.metrics_file:
                 (self.run.out / "metrics.jsonl").unlink(missing_ok=True)
@@ -271,8 +308,11 @@ class TrainingSession(Steering):
         except Exception as exc:
             self._fail(exc)
         try:
-            while not self._handle_commands(block=self.status != "running"):
-                if self.status == "running":
+            while True:
+                wait_s = self._wait_s()
+                if self._handle_commands(wait_s):
+                    break
+                if wait_s == 0 and self.status == "running":
                     self._train_one()
         except BaseException as exc:  # a bug in the loop itself: reported, never silent
             self._fail(exc)
@@ -285,14 +325,36 @@ class TrainingSession(Steering):
                 self._state = "error" if self._state == "error" else "stopped"
                 self._publish()
 
-    def _handle_commands(self, block):
-        """Apply queued commands in order; True when told to stop (later ones stay queued)."""
+    def _wait_s(self):
+        """How long the thread may wait for a command before it trains: None (until one comes) when
+        not running, the time left of the holds in force while held, 0 when it should train on."""
+        with self._cond:
+            if self._state != "running":
+                self._held_since = None
+                return None
+            now = time.monotonic()
+            for key, deadline in list(self._holds.items()):
+                if deadline <= now:  # lapsed: its release() will say so
+                    del self._holds[key]
+                    self._hold_gaps += not self._holds
+            # after waiting until all holds ended it trains one batch, even if new ones came meanwhile
+            if self._holds and self._held_since in (None, self._hold_gaps):
+                self._held_since = self._hold_gaps
+                return max(self._holds.values()) - now
+            self._held_since = None
+            return 0
+
+    def _handle_commands(self, wait_s=0):
+        """Apply queued commands in order, waiting up to wait_s seconds for the first (None: as long
+        as it takes); True when told to stop (later ones stay queued)."""
         while True:
             try:
-                name, arg = self._commands.get(block=block)
+                name, arg = self._commands.get(block=wait_s != 0, timeout=wait_s)
             except queue.Empty:
                 return False
-            block = False
+            wait_s = 0
+            if name == _WAKE[0]:
+                continue
             try:
                 if name == "stop":
                     return True
@@ -356,3 +418,21 @@ class TrainingSession(Steering):
             self._event("error", message=message)
         except Exception:  # another observer failed as well: ours ran first and has the event
             pass
+
+
+class Hold:
+    """A hold on a session's training (TrainingSession.hold); a context manager. release() is
+    idempotent and returns whether the hold was still in force (False: it had lapsed, or was
+    released before)."""
+
+    def __init__(self, session, key):
+        self._session, self._key = session, key
+
+    def release(self):
+        return self._session._release(self._key)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
