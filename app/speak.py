@@ -12,9 +12,12 @@ on a LAN address can upload files but not record (serve with --ssl-certfile/--ss
 
 Threading: the work (decode, cochlea, forward pass) runs on one worker thread shared by all browser
 sessions, never on the server's event loop; its result is drawn in a next-tick callback of the
-browser session's document, where Bokeh models may be changed."""
+browser session's document, where Bokeh models may be changed. Meanwhile the training waits at its
+next batch boundary (TrainingSession.hold, a few seconds at most), so that the cochlea has the CPUs:
+its batches are only delayed, never changed."""
 import base64
 import binascii
+import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -303,7 +306,10 @@ class Speak(pn.viewable.Viewer):
 
     def _work(self, data, suffix, received):
         try:
-            heard = hear_in_session(data, suffix, self.current_session())
+            session = self.current_session()
+            # the training waits at its next batch boundary meanwhile: the cochlea has the CPUs
+            with session.hold() if session is not None else contextlib.nullcontext():
+                heard = hear_in_session(data, suffix, session)
             return heard, None, time.perf_counter() - received
         except InferenceError as exc:
             return None, str(exc), None
@@ -421,7 +427,8 @@ class Speak(pn.viewable.Viewer):
         pn.state.onload(self._warm_up)
         self.note.object = ("_Speak a word (up to {:g} s) or upload a .wav/.flac file; the quiet around the word is "
                             "cut off before the cochlea hears it. The network being trained listens with its "
-                            "weights as they are at that moment; training goes on._".format(self.max_seconds))
+                            "weights as they are at that moment; training waits for the answer, then goes "
+                            "on._".format(self.max_seconds))
         return pn.Column(
             pn.pane.Markdown("## Speak a digit", disable_anchors=True),
             self.note,
