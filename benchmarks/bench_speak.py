@@ -1,6 +1,7 @@
 """Latency of the dashboard's "speak a digit" tab without a browser: from the recording's arrival
-to the figure data, paused and while the network trains, with the cochlea on one thread in blocks
-of 64 places (as before) and on numba's threads in blocks of 32 (as now; the same spikes).
+to the figure data, paused and while the network trains, the training held for the request (as the
+tab does now: TrainingSession.hold) or not (as before), with the cochlea on one thread in blocks of
+64 places (as before) and on numba's threads in blocks of 32 (as now; the same spikes).
 
 Run:  .venv/bin/python benchmarks/bench_speak.py                (about 2 minutes on a 2-core machine)
       .venv/bin/python benchmarks/bench_speak.py --repeats 9 --seconds 0.6
@@ -19,13 +20,17 @@ says how much of the CPUs other processes took meanwhile (on a shared machine, o
 difference between runs; --wait-quiet waits for a quieter moment first).
 
 Conditions: "paused": the session idle. "training": the session's thread trains (batches of 32)
-meanwhile. "training, held": the session is paused for the request and resumed after it, an
-option measured here, not what the tab does (see README, the Speak tab).
+meanwhile. "training, held": the same, but the request holds the training (TrainingSession.hold)
+around the cochlea and the forward pass, as the Speak tab does: the training ends the batch in
+flight, waits, and goes on when the hold is released (before the figure data, as in the tab).
+The training rows take turns in one loop, so the held and unheld requests meet the same machine;
+"batches" is the median number of batches the training finished during a request.
 
 Not included: the browser (making the WAV, the websocket, drawing): tests/browser/
 test_speak_browser.py prints the whole stop→answer time as the page counts it.
 """
 import argparse
+import contextlib
 import io
 import os
 import statistics
@@ -103,23 +108,18 @@ def figure_data(panel, heard):
 
 
 def request(session, panel, data, cochleas, hold):
-    """Seconds of each stage of one request, and the whole."""
+    """Seconds of each stage of one request, and the whole; batches trained meanwhile."""
     ticks = busy_ticks()
+    step = session.progress["step"]
     t0 = time.perf_counter()
-    resume = hold and session.status == "running"
-    if resume:
-        session.pause()
-    try:
+    with session.hold() if hold else contextlib.nullcontext():  # as app.speak.Speak._work
         infer.cochlea = lambda n_channels: cochleas[n_channels]  # the variant's cochlea
         heard = infer.hear(data, ".wav", infer.snapshot(session))
-        t1 = time.perf_counter()
-        figure_data(panel, heard)
-    finally:
-        if resume:
-            session.start()
+    t1 = time.perf_counter()
+    figure_data(panel, heard)
     t2 = time.perf_counter()
     return dict(heard.seconds, figure=t2 - t1, total=t2 - t0, audio=heard.audio_seconds,
-                others=others_share(ticks, busy_ticks(), t2 - t0))
+                batches=session.progress["step"] - step, others=others_share(ticks, busy_ticks(), t2 - t0))
 
 
 def main():
@@ -148,17 +148,19 @@ def main():
         if args.wait_quiet > 0:
             wait_quiet(args.wait_quiet)
         load = [os.getloadavg()[0]]
-        rows = []
-        for condition in ("paused", "training", "training, held"):
-            if condition != "paused" and session.status != "running":
+        threads = list(variants)[-1]
+        groups = [[("paused", name) for name in variants],  # each group's rows take turns
+                  [("training", name) for name in variants] + [("training, held", threads)]]
+        runs = {}
+        for group in groups:
+            if group[0][0] != "paused":
                 session.start()
                 session.wait(until=lambda p: p["step"] >= 3, timeout=300)
-            names = list(variants) if condition != "training, held" else list(variants)[-1:]
-            runs = {name: [] for name in names}
             for _ in range(args.repeats):
-                for name in names:
-                    runs[name].append(request(session, panel, data, variants[name], hold=condition.endswith("held")))
-            rows += [(condition, name, runs[name]) for name in names]
+                for condition, name in group:
+                    runs.setdefault((condition, name), []).append(
+                        request(session, panel, data, variants[name], hold=condition.endswith("held")))
+        rows = [(condition, name, r) for (condition, name), r in runs.items()]
         steps = session.progress["step"]
         session.stop()
         load.append(os.getloadavg()[0])
@@ -167,23 +169,23 @@ def main():
     print(f"stop→answer on the server for {audio:.2f} s of sound (a {args.seconds:g} s recording, trimmed), "
           f"{args.repeats} requests per row; seconds, median (min-max)")
     print(f"{'condition':<15} {'cochlea':<10} {'total':>18} {'decode':>7} {'cochlea':>8} {'network':>8} {'figure':>7}"
-          f" {'others':>7}")
+          f" {'batches':>8} {'others':>7}")
     for condition, name, runs in rows:
-        med = {k: statistics.median(r[k] for r in runs) for k in ("decode", "encode", "network", "figure", "others")}
+        med = {k: statistics.median(r[k] for r in runs)
+               for k in ("decode", "encode", "network", "figure", "batches", "others")}
         totals = [r["total"] for r in runs]
         print(f"{condition:<15} {name:<10} {statistics.median(totals):6.2f} ({min(totals):.2f}-{max(totals):.2f})"
               f" {med['decode']:7.3f} {med['encode']:8.3f} {med['network']:8.3f} {med['figure']:7.3f}"
-              f" {med['others']:7.0%}")
+              f" {med['batches']:8g} {med['others']:7.0%}")
     print("others: the share of the machine's CPUs that other processes took during the requests (median)")
     print(f"load average (1 min) before {load[0]:.2f}, after {load[1]:.2f}; the session trained to step {steps}; "
           f"numba threading layer {infer._threading_layer()}")
     best = {(c, v): statistics.median(r["total"] for r in runs) for c, v, runs in rows}
-    threads = list(variants)[-1]
-    print(f"RESULT speak_latency_s_paused_1thread={best[('paused', '1 thread')]:.3f}")
-    print(f"RESULT speak_latency_s_paused={best[('paused', threads)]:.3f}")
-    print(f"RESULT speak_latency_s_training_1thread={best[('training', '1 thread')]:.3f}")
-    print(f"RESULT speak_latency_s_training={best[('training', threads)]:.3f}")
-    print(f"RESULT speak_latency_s_training_held={best[('training, held', threads)]:.3f}")
+    keys = {"paused_1thread": ("paused", "1 thread"), "paused": ("paused", threads),
+            "training_1thread": ("training", "1 thread"), "training": ("training", threads),
+            "training_held": ("training, held", threads)}
+    print("RESULT " + " ".join(f"speak_latency_s_{k}={best[c]:.3f}" for k, c in keys.items())
+          + f" load_average_1min={load[0]:.2f}")
 
 
 if __name__ == "__main__":
