@@ -28,7 +28,7 @@ def training(session, steps=2):
     assert session.wait(until=lambda p: p["step"] >= steps, timeout=120)
 
 
-def settled(session, quiet=0.4, timeout=30.0):
+def settled(session, quiet=0.5, timeout=30.0):
     """The step once it has stayed the same for `quiet` seconds (the thread waits somewhere)."""
     deadline = time.monotonic() + timeout
     step, since = session.progress["step"], time.monotonic()
@@ -47,8 +47,8 @@ def moves_on(session, step, timeout=30.0):
 
 def test_a_hold_makes_the_training_wait_at_the_next_batch_boundary_and_release_resumes_it(session):
     training(session)
-    before = session.progress["step"]
     with session.hold() as hold:
+        before = session.progress["step"]
         step = settled(session)
         assert step <= before + 1  # at most the batch in flight ends
         assert session.status == "running" and session.progress["held"] == 1
