@@ -125,8 +125,8 @@ def forward_kernel(
                         n_fired += 1
                         ns += 1
                         counts[s, j] += 1
-                        # reset at the crossing, then integrate for the rest of the step
-                        v = lag[n_fired - 1] * i_cross * itm_h[j]
+                        # reset at the crossing, then integrate exactly for the rest of the step
+                        v = voltage_after(lag[n_fired - 1], 0.0, i_cross, 1.0 / itm_h[j], 1.0 / its_h[j])
                     V[j] = v
                     I[j] = i_next
                 for k in range(K):

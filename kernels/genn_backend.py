@@ -105,7 +105,10 @@ if (Phase == 0) {
             Lag = dt - u;
             rec = Lag;
             slope = fmax(icross - 1.0, V >= 1.0 ? KickMinSlope : MinSlope);  // as the numba kernel
-            v = Lag * icross * ITM;
+            // reset at the crossing, then integrate exactly for the rest of the step (as the numba kernel)
+            const scalar yl = Lag * (ITS - ITM);
+            const scalar phil = (yl != 0.0) ? expm1(yl) / yl : 1.0;
+            v = exp(-Lag * ITS) * (Lag * ITM) * phil * icross;
             Fired = 1;
         }
         const int at = (batch * (NSteps + 1) + g) * num_neurons + id;

@@ -181,7 +181,8 @@ def forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, ta
             sp_lag.append(lag)
             sp_kicked.append(bool(V_prev[j] >= THRESHOLD))
             lags.append(lag)
-            V[j] = lag * i_cross / np.asarray(tau_mem, np.float64)[j]  # reset at the crossing
+            # reset at the crossing, then the exact voltage for the rest of the step
+            V[j] = step_coefficients([tm], [ts], lag)[2][0] * i_cross if lag > 0 else 0.0
         counts[fired] += 1
         if spiking_readout:
             for k in np.flatnonzero(Vo >= THRESHOLD):
