@@ -5,7 +5,8 @@ them is the page's role (app/roles.py).
 
 Threading: the training thread only appends to the session's observation buffer. Everything that
 touches Bokeh/Panel models happens in `update()`, which Panel runs on the browser session's event
-loop (`pn.state.add_periodic_callback`)."""
+loop (`pn.state.add_periodic_callback`). A page whose browser has gone is not pushed to, and its
+callback stops when its session is destroyed (app/shared.py: quiet_closed_pages)."""
 import time
 
 import panel as pn
@@ -20,7 +21,8 @@ from .controls import (BUTTONS, CLASSROOM_HIDES, CUSTOM, HOT, ON_RESET, Controls
 from .curves import LearningCurves
 from .plots import PROJECTIONS, AdjointView, ProbeHistory, ProbeView, RateByWeight, TransportedView, WeightView, grid
 from .roles import PageRole
-from .shared import build_session, claim_steering, shared_session, stop_shared_sessions  # noqa: F401
+from .shared import (build_session, claim_steering, page_connected, quiet_closed_pages, shared_session,  # noqa: F401
+                     stop_shared_sessions)
 
 
 class Dashboard(PageRole, pn.viewable.Viewer):
@@ -52,6 +54,7 @@ class Dashboard(PageRole, pn.viewable.Viewer):
         self.weights = {name: WeightView(name) for name in PROJECTIONS}
         self.probes = ProbeHistory()
         self._reader, self._callback, self._synced = None, None, None
+        self._closed = False  # the page's session was destroyed: its browser has gone
         self._url_settings, self.hidden = {}, set()
         self._older_key, self._older_at = None, -float("inf")
         self.status = pn.pane.Markdown("**loading data…**", sizing_mode="stretch_width")
@@ -299,13 +302,27 @@ class Dashboard(PageRole, pn.viewable.Viewer):
             line += f" · ⚠ _{self.link_report}_"
         return line
 
+    def _tick(self):
+        if not self._closed and page_connected():  # a push to a page that has gone fails in the event loop
+            self.update()
+
+    def _page_closed(self, session_context):
+        self._closed = True
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
+
     def _start_updates(self):
-        if self._callback is None:
+        if self._callback is None and not self._closed:
             # background: otherwise Panel marks the session busy around each call, and that bookkeeping
             # cost the server more than the update itself (benchmarks/bench_dashboard.py); a redraw is
             # not work the user waits on. Panel's own refreshing widgets do the same.
-            self._callback = pn.io.PeriodicCallback(callback=self.update, period=self.period, background=True)
+            self._callback = pn.io.PeriodicCallback(callback=self._tick, period=self.period, background=True)
             self._callback.start()
+            doc = pn.state.curdoc
+            if doc is not None and doc.session_context is not None:  # a served page
+                quiet_closed_pages()
+                pn.state.on_session_destroyed(self._page_closed)
 
     # ---- layout --------------------------------------------------------------------------
     def _control_panel(self):

@@ -174,3 +174,51 @@ def stop_shared_sessions():
     for session in private:
         end_private_run(session)
     return stopped
+
+
+# ---- pages that close --------------------------------------------------------------------------
+def page_connected():
+    """False when the current page is served and its browser has gone (no connection left), so
+    that nothing is pushed to it; True outside a server (a notebook, tests)."""
+    doc = pn.state.curdoc
+    context = getattr(doc, "session_context", None)
+    session = getattr(context, "session", None)
+    if session is None:
+        return context is None  # a served page whose session is destroyed has none
+    return not session.destroyed and session.connection_count > 0
+
+
+def _is_closed_socket(exc):
+    from tornado.iostream import StreamClosedError
+    from tornado.websocket import WebSocketClosedError
+    return isinstance(exc, (WebSocketClosedError, StreamClosedError))
+
+
+def quiet_closed_pages(loop=None):
+    """Let the server's event loop drop, unlogged, the failed writes to a page whose browser went
+    away in the middle of a push: Panel queues a push's messages as tasks and cancels the task that
+    would await them when the page's session goes, so their WebSocketClosedError was logged as
+    "Task exception was never retrieved" with two tracebacks at every such close. Other
+    exceptions are logged as before. Idempotent; returns whether it was installed now."""
+    import asyncio
+    if loop is None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            from tornado.ioloop import IOLoop
+            loop = IOLoop.current().asyncio_loop
+    previous = loop.get_exception_handler()
+    if getattr(previous, "quiet_closed_pages", False):
+        return False
+
+    def handler(loop, context):
+        if _is_closed_socket(context.get("exception")) and "never retrieved" in context.get("message", ""):
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    handler.quiet_closed_pages = True
+    loop.set_exception_handler(handler)
+    return True
