@@ -20,6 +20,7 @@ from .controls import (BUTTONS, CLASSROOM_HIDES, CUSTOM, HOT, ON_RESET, Controls
                        parse_url_args, widgets_for)
 from .curves import LearningCurves
 from .plots import PROJECTIONS, AdjointView, ProbeHistory, ProbeView, RateByWeight, TransportedView, WeightView, grid
+from .replay import ReplayTools
 from .roles import PageRole
 from .shared import (build_session, claim_steering, page_connected, quiet_closed_pages, shared_session,  # noqa: F401
                      stop_shared_sessions)
@@ -55,6 +56,7 @@ class Dashboard(PageRole, pn.viewable.Viewer):
         self.probes = ProbeHistory()
         self._reader, self._callback, self._synced = None, None, None
         self._closed = False  # the page's session was destroyed: its browser has gone
+        self.replay = ReplayTools(session=lambda: self.session)
         self._url_settings, self.hidden = {}, set()
         self._older_key, self._older_at = None, -float("inf")
         self.status = pn.pane.Markdown("**loading data…**", sizing_mode="stretch_width")
@@ -240,6 +242,7 @@ class Dashboard(PageRole, pn.viewable.Viewer):
             self.status.object = f"**{self.message or 'loading data…'}**{report}"
             return
         observations = self._reader.poll()
+        self.replay.poll()
         if self._reader.cleared:
             self._clear_views(archive=True)
         self._follow()  # a change made on another page, or by a reset
@@ -344,6 +347,7 @@ class Dashboard(PageRole, pn.viewable.Viewer):
             parts += ["**Preset** (its network settings wait for reset)",
                       pn.widgets.Select.from_param(self.controls.param.preset, name="", sizing_mode="stretch_width")]
         parts += [self.students_toggle, self.share]  # the toggle last: the controls' order stays the table's
+        parts.append(self.replay.controls())  # every page: exporting or opening a replay changes no run
         return pn.Column("## Eventprop Lab", *parts, width=340)
 
     def __panel__(self):
@@ -383,5 +387,6 @@ class Dashboard(PageRole, pn.viewable.Viewer):
                           for view in self.weights.values()),
                         sizing_mode="stretch_width")),
                     dynamic=True, sizing_mode="stretch_width"),
+                self.replay.view,  # an opened replay, read-only, below the live views
                 sizing_mode="stretch_width"),
             sizing_mode="stretch_width")

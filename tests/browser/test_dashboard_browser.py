@@ -21,7 +21,7 @@ def test_the_page_trains_on_play_stops_on_pause_and_switches_loss(served_app, br
         return int(re.search(r"· step (\d+)", status.inner_text()).group(1))
 
     first = step()
-    page.get_by_role("button", name="play").click()
+    page.get_by_role("button", name="play", exact=True).click()
     deadline = time.monotonic() + 90
     while step() < first + 3:
         assert time.monotonic() < deadline, f"no training after play: {status.inner_text()}"
@@ -34,19 +34,19 @@ def test_the_page_trains_on_play_stops_on_pause_and_switches_loss(served_app, br
     assert _column_length(page, "input_raster", "t") > 0
     grown = _column_length(page, "batches", "step")
     assert grown >= 3
-    page.get_by_role("button", name="pause").click()
+    page.get_by_role("button", name="pause", exact=True).click()
     page.get_by_text(re.compile(r"^paused")).wait_for(timeout=30_000)
     paused_at = step()
     time.sleep(2.0)
     assert step() == paused_at, "the step counter moved while paused"
     # a hot change of loss while running: the session reports the new loss
     page.locator("select").first.select_option("sum")
-    page.get_by_role("button", name="play").click()
+    page.get_by_role("button", name="play", exact=True).click()
     page.get_by_text(re.compile(r"loss fn sum(?!_)")).wait_for(timeout=60_000)
     while step() < paused_at + 2:
         assert time.monotonic() < deadline + 60, f"no training after the switch: {status.inner_text()}"
         time.sleep(0.5)
-    page.get_by_role("button", name="pause").click()
+    page.get_by_role("button", name="pause", exact=True).click()
     page.wait_for_function("""() => window.Bokeh.documents.some(d => {
         const s = d.get_model_by_name("markers");
         const l = s && (s.data.get ? s.data.get("label") : s.data.label);

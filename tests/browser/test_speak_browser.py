@@ -138,7 +138,7 @@ def test_in_classroom_mode_a_student_records_while_the_network_trains(served_app
     trainer = open_page(browser, served_app, errors)
     status = trainer.get_by_text(re.compile(r"· step \d+"))
     status.wait_for(timeout=90_000)
-    trainer.get_by_role("button", name="play").click()
+    trainer.get_by_role("button", name="play", exact=True).click()
     trainer.get_by_text(re.compile(r"· step [1-9]")).wait_for(timeout=120_000)
     page = open_page(browser, served_app + "?tab=speak&mode=classroom", errors)
     wait_warm(page)
