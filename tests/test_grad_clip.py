@@ -25,6 +25,22 @@ def test_norm_clip_scales_outliers_to_the_limit_only_after_enough_history():
     assert len(clip.history) == 33
 
 
+def test_a_streak_of_outliers_does_not_lift_the_limit_it_is_judged_by():
+    """Clipped norms are recorded as clipped: a streak longer than half the window raises the
+    limit by about the factor (the way to follow a real change of scale), not to the outliers'
+    (recorded whole, they would set it at 50x or more)."""
+    rng = np.random.default_rng()
+    clip = NormClip(factor=5.0, window=100, min_history=10)
+    for n in rng.uniform(0.5, 1.5, 100):
+        clip.scale(n)
+    limit = 5.0 * np.median(clip.history)
+    for big in limit * 10.0 ** rng.uniform(1, 6, 60):
+        clip.scale(big)
+    assert 5.0 * np.median(clip.history) < 10.0 * limit
+    outlier = 100.0 * limit
+    assert clip.scale(outlier) < 0.1
+
+
 def test_norm_clip_off_ignores_non_finite_norms_and_keeps_a_window():
     off = NormClip(factor=0.0, min_history=1)
     for n in (1.0, 1.0, 1e9):
