@@ -121,12 +121,20 @@ if (Phase == 0) {
 else {
     const int m = NSteps - g;  // after this update, lambda is at t_m
     if (g >= 1 && m >= 0) {
+        if (RecordState) {  // Isyn = sum of w Lag over this step's presynaptic hidden spikes (the main
+            // synapse's event code): the PSPs' first lag of decay depends on our tau (as the numba kernel)
+            GTauM += LV * Isyn / TauM;
+            GTauS -= LI * Isyn / TauS;
+        }
         if (BackSpike) {  // our spike stored at step m + 1: its jump, carried to t_{m+1}
             const int at = (batch * (NSteps + 1) + m + 1) * num_neurons + id;
             const scalar dspike = HasSpikeDl ? DlDspike[at] : 0.0;
             const scalar jump = (LV * (1.0 - Lag / TauM) + RevISyn + dspike) / Slope - RegJump;
             if (Probe) {
                 TransRec[at] = RevISyn;
+            }
+            if (RecordState) {  // reset after the crossing: dV/dt and lambda_V over the lag (as the numba kernel)
+                GTauM += (Lag / TauM) * (LV * (1.0 - Lag / TauM) - jump * Slope);
             }
             LV += jump * (1.0 + Lag / TauM);
             LI -= jump * (Lag / TauS);
@@ -238,6 +246,7 @@ const scalar dsyn = diff / TauS_post;
 const scalar corr = LV_post / TauM_post + dsyn + Src_post / (dt * TauM_post);
 Gradient += LI_post + Lag_pre * dsyn;
 addToPre(g * (diff - Lag_pre * corr));
+addToPost(g * Lag_pre);  // for the target's tau gradient (hidden targets; a readout ignores it)
 """
 
 
