@@ -170,7 +170,7 @@ def backward_kernel(
     a_h, b_h, d_h, a_o, b_o, d_o, mv_o, mi_o, tau_mem_h, tau_syn_h, tau_mem_o, tau_syn_o,
     dt, threshold, recurrent,
     spike_step, spike_id, spike_slope, spike_lag, n_spikes,
-    dl_dmean, dl_dtrace, first_step, first_slope, first_lag, dl_dfirst, dl_dspike, reg_jump,
+    dl_dmean, dl_dtrace, dl_dtrace_i, first_step, first_slope, first_lag, dl_dfirst, dl_dspike, reg_jump,
     state_v, state_i, da_m, dc_m, dc_s, db_s,
     probe_slot, probe_lv, probe_li, probe_lvo, probe_lio, probe_transport,
     g_in, g_rec, g_out, g_tau_m, g_tau_s,
@@ -182,6 +182,7 @@ def backward_kernel(
     K = W_out.shape[1]
     has_mean = dl_dmean.shape[0] > 0
     has_trace = dl_dtrace.shape[0] > 0
+    has_trace_i = dl_dtrace_i.shape[0] > 0
     has_first = first_step.shape[0] > 0
     has_spike_dl = dl_dspike.shape[0] > 0
     train_tau = state_v.shape[0] > 0
@@ -277,6 +278,9 @@ def backward_kernel(
                 if has_trace:
                     for k in range(K):
                         lvo[k] -= dl_dtrace[s, n - 1, k] / tau_mem_o[k]
+                if has_trace_i:  # and on the readout current there (the max loss's candidates)
+                    for k in range(K):
+                        lio[k] -= dl_dtrace_i[s, n - 1, k] / tau_syn_o[k]
                 if has_first:
                     for k in range(K):
                         if first_step[s, k] == n:
