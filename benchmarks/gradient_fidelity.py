@@ -18,7 +18,7 @@ Prints, per loss × kind, the median and worst error at each dt and the fitted c
 (least-squares slope of log error against log dt over the dts ≤ 0.1 ms, for the median and for the
 worst network), and one RESULT line.
 
-    python benchmarks/gradient_fidelity.py --networks 50              # ~15 min on 2 busy cores
+    python benchmarks/gradient_fidelity.py --networks 50              # ~7 min on 2 busy cores
     python benchmarks/gradient_fidelity.py --networks 8 --losses sum_exp,max --dts 1,0.1,0.01
 """
 import argparse
