@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from kernels import ForwardRecord, LossSource, Params
+from kernels.grid import psp_coefficients
 
 
 class LossResult(NamedTuple):
@@ -92,7 +93,16 @@ class WeightedSumLoss(Loss):
 
 
 class MaxLoss(Loss):
-    """Cross-entropy of softmax(max_t V), W&P's MNIST loss, with the kink term of spec §10."""
+    """Cross-entropy of softmax(max_t V), W&P's MNIST loss, with the kink term of spec §10.
+
+    The maximum is taken over the voltage's own candidates, not over grid samples alone: the grid
+    times after the PSPs of the step's hidden spikes, the stationary point inside a step (closed
+    form), and the crossing of each hidden spike that turns V from rising to falling (a kink,
+    spec §10). Each is a linear function of the readout state sampled before the PSPs at the end of
+    its step (trace_v, trace_i), so its source is a point source on that state plus, at a kink,
+    dV/dt just before the spike on that spike's time. A candidate at t = 0 (V = 0) stands for a
+    readout that never rises. Grid samples alone would make the maximum, and the gradient, first
+    order in dt (docs/engine.md, "The max loss")."""
 
     name = "max"
     description = "cross-entropy of the readouts' peak voltages"
@@ -102,45 +112,105 @@ class MaxLoss(Loss):
     def evaluate(self, record, labels, params):
         B, T, K = record.trace_v.shape
         labels = _check_labels(labels, K, B)
-        tv = record.trace_v
-        m = tv.argmax(1)  # (B, K) step index of the maximum
-        stat = np.take_along_axis(tv, m[:, None, :], 1)[:, 0, :]
+        dt = record.dt
+        tm = np.asarray(params.tau_mem_out, np.float64)
+        ts = np.asarray(params.tau_syn_out, np.float64)
+        W_out = np.asarray(params.W_out, np.float64)
+        vp = record.trace_v.astype(np.float64)  # V(t_{n+1}) before the PSPs of step n's spikes
+        ip = record.trace_i.astype(np.float64)
+        a, b, c = psp_coefficients(dt, tm, ts)  # (K,)
+        # the PSPs that hidden spikes of step n add at t_{n+1} (forward step 5)
+        pv, pi = np.zeros_like(vp), np.zeros_like(vp)
+        first_u = np.full((B, T), np.inf)  # earliest crossing within each step
+        spikes = []
+        for s in range(B):
+            n_sp = int(record.n_spikes[s])
+            idx = record.spike_step[s, :n_sp].astype(np.int64) - 1
+            lag = record.spike_lag[s, :n_sp].astype(np.float64)
+            w = W_out[record.spike_id[s, :n_sp]]  # (S, K)
+            np.add.at(pv[s], idx, w * lag[:, None] / tm)
+            np.add.at(pi[s], idx, w * (1.0 - lag[:, None] / ts))
+            np.minimum.at(first_u[s], idx, dt - lag)
+            spikes.append((idx, lag, w))
+        vs, is_ = vp + pv, ip + pi  # state at t_{n+1} after the PSPs = start of step n + 1
+        cand = [np.zeros((B, 1, K))]  # t = 0
+        # grid times t_1 .. t_{T-1} after the PSPs, as functions of the state before the next PSPs
+        cand.append(vs[:, :-1])
+        cand.append(vp[:, -1:])  # t_T: the trial ends before the last step's PSPs matter
+        # stationary points inside the steps, from the state at each step's start
+        v0 = np.concatenate([np.zeros((B, 1, K)), vs[:, :-1]], 1)
+        i0 = np.concatenate([np.zeros((B, 1, K)), is_[:, :-1]], 1)
+        u_st = _stationary_time(v0, i0, tm, ts)
+        inside = (u_st > 0) & (u_st < np.minimum(dt, first_u)[:, :, None])
+        u_st = np.where(inside, u_st, 0.0)
+        a_st, _, c_st = psp_coefficients(u_st, tm, ts)
+        v_st = np.where(inside, a_st * v0 + c_st * i0, -np.inf)
+        cand.append(v_st)
+        # kinks: the crossing of each hidden spike, on the branch before its PSP
+        kink_v, kink_src = [], []
+        for s, (idx, lag, w) in enumerate(spikes):
+            a_l, b_l, c_l = psp_coefficients(lag[:, None], tm, ts)  # (S, K)
+            i_q = ip[s, idx] / b_l
+            v_q = (vp[s, idx] - c_l * i_q) / a_l
+            rate = (i_q - v_q) / tm  # dV/dt just before the spike
+            is_kink = (rate > 0) & (rate + w / tm < 0)
+            kink_v.append(np.where(is_kink, v_q, -np.inf))
+            kink_src.append((idx, 1.0 / a_l, -c_l / (a_l * b_l), rate))
+        S = max((len(k) for k in kink_v), default=0)
+        kv = np.full((B, S, K), -np.inf)
+        for s, v in enumerate(kink_v):
+            kv[s, :len(v)] = v
+        cand.append(kv)
+        allc = np.concatenate(cand, 1)  # (B, 1 + T + T + S, K)
+        best = allc.argmax(1)
+        stat = np.take_along_axis(allc, best[:, None, :], 1)[:, 0, :]
         per_sample, g = _cross_entropy(stat, labels)
         g /= B
-        dl_dtrace = np.zeros_like(tv)
-        bi, ki = np.meshgrid(np.arange(B), np.arange(K), indexing="ij")
-        dl_dtrace[bi, m, ki] = g
-        dl_dspike = self._kink_term(record, params, m, g)
-        return LossResult(per_sample.mean(), per_sample, stat.argmax(1),
-                          LossSource(dl_dtrace=dl_dtrace, dl_dspike=dl_dspike))
-
-    @staticmethod
-    def _kink_term(record, params, m, g):
-        """A maximum that falls where hidden spikes with negative weight stop V rising is set by
-        those spikes' time: d max/d t = dV/dt just before them (spec §10). Coincident spikes on
-        the grid share it in proportion to their weights."""
+        dl_dv = np.zeros((B, T, K))
+        dl_di = np.zeros((B, T, K))
         dl_dspike = np.zeros(record.spike_step.shape, np.float64)
-        W_out = np.asarray(params.W_out, np.float64)
-        tau_out = np.asarray(params.tau_mem_out, np.float64)
-        B, T, K = record.trace_v.shape
         for s in range(B):
-            n = int(record.n_spikes[s])
-            steps = record.spike_step[s, :n]
-            ids = record.spike_id[s, :n]
             for k in range(K):
-                step = m[s, k] + 1  # trace[m] is at t_{m+1}, where spikes of step m+1 arrive
-                q = np.nonzero(steps == step)[0]
-                if len(q) == 0:
+                r, gk = int(best[s, k]), g[s, k]
+                if r == 0:
+                    continue  # V = 0 at t = 0: no gradient
+                r -= 1
+                if r < T - 1:  # grid time t_{r+1} after its PSPs: from the state at t_{r+2}
+                    dl_dv[s, r + 1, k] += gk / a[k]
+                    dl_di[s, r + 1, k] -= gk * c[k] / (a[k] * b[k])
                     continue
-                v = record.trace_v[s, m[s, k], k]
-                i_before = record.trace_i[s, m[s, k], k]
-                w = W_out[ids[q], k]
-                slope_before = (i_before - v) / tau_out[k]
-                if slope_before <= 0 or i_before + w.sum() - v > 0:
-                    continue  # a smooth maximum, or V still rising: no kink here
-                neg = w < 0
-                dl_dspike[s, q[neg]] += g[s, k] * slope_before * w[neg] / w[neg].sum()
-        return dl_dspike.astype(record.trace_v.dtype)
+                r -= T - 1
+                if r == 0:  # t_T
+                    dl_dv[s, T - 1, k] += gk
+                    continue
+                r -= 1
+                if r < T:  # stationary point inside step r
+                    a_, b_, c_ = a[k], b[k], c[k]
+                    dl_dv[s, r, k] += gk * a_st[s, r, k] / a_
+                    dl_di[s, r, k] += gk * (c_st[s, r, k] - a_st[s, r, k] * c_ / a_) / b_
+                    continue
+                q = r - T
+                idx, dv, di, rate = kink_src[s]
+                dl_dv[s, idx[q], k] += gk * dv[q, k]
+                dl_di[s, idx[q], k] += gk * di[q, k]
+                dl_dspike[s, q] += gk * rate[q, k]
+        dtype = record.trace_v.dtype
+        return LossResult(per_sample.mean(), per_sample, stat.argmax(1),
+                          LossSource(dl_dtrace=dl_dv.astype(dtype), dl_dtrace_i=dl_di.astype(dtype),
+                                     dl_dspike=dl_dspike.astype(dtype)))
+
+
+def _stationary_time(v0, i0, tau_mem, tau_syn):
+    """When V, starting from (v0, i0) while rising, stops rising (dV/dt = 0: I = V); 0 if it does
+    not (it falls from the start, or rises for ever). Closed form: e^{uD} = 1/(1 + Dx),
+    D = 1/tau_s - 1/tau_m, x = (v0 - i0) tau_s / i0."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        x = (v0 - i0) * tau_syn / i0
+        y = (1.0 / tau_syn - 1.0 / tau_mem) * x
+        ratio = np.where(np.abs(y) > 1e-12, np.log1p(y) / np.where(y == 0, 1.0, y), 1.0 - y / 2)
+        u = -x * ratio
+    ok = (i0 > v0) & (y > -1) & np.isfinite(u) & (u > 0)
+    return np.where(ok, u, 0.0)
 
 
 class AvgXentropyLoss(Loss):

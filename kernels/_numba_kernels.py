@@ -170,7 +170,7 @@ def backward_kernel(
     a_h, b_h, d_h, a_o, b_o, d_o, mv_o, mi_o, tau_mem_h, tau_syn_h, tau_mem_o, tau_syn_o,
     dt, threshold, recurrent,
     spike_step, spike_id, spike_slope, spike_lag, n_spikes,
-    dl_dmean, dl_dtrace, first_step, first_slope, first_lag, dl_dfirst, dl_dspike, reg_jump,
+    dl_dmean, dl_dtrace, dl_dtrace_i, first_step, first_slope, first_lag, dl_dfirst, dl_dspike, reg_jump,
     state_v, state_i, da_m, dc_m, dc_s, db_s,
     probe_slot, probe_lv, probe_li, probe_lvo, probe_lio, probe_transport,
     g_in, g_rec, g_out, g_tau_m, g_tau_s,
@@ -182,6 +182,7 @@ def backward_kernel(
     K = W_out.shape[1]
     has_mean = dl_dmean.shape[0] > 0
     has_trace = dl_dtrace.shape[0] > 0
+    has_trace_i = dl_dtrace_i.shape[0] > 0
     has_first = first_step.shape[0] > 0
     has_spike_dl = dl_dspike.shape[0] > 0
     train_tau = state_v.shape[0] > 0
@@ -200,6 +201,8 @@ def backward_kernel(
         gi = g_in[chunk]
         gr = g_rec[chunk]
         go = g_out[chunk]
+        gtm = g_tau_m[chunk]
+        gts = g_tau_s[chunk]
         for s in range(chunk, B, n_chunks):
             lv[:] = 0.0
             li[:] = 0.0
@@ -241,6 +244,14 @@ def backward_kernel(
                             for m in range(N):
                                 gr_j[m] += li[m] + dl * dsyn[m]
                                 t += row[m] * (diff[m] - dl * corr[m])
+                            if train_tau:
+                                # the PSP's first lag of decay (forward step 5, w(1 - lag/tau_s) and
+                                # w lag/tau_m) depends on the target's tau: spec §10's integrals
+                                # of lambda_V dV/dt and lambda_I dI/dt over [crossing, t_n]
+                                for m in range(N):
+                                    wl = row[m] * dl
+                                    gtm[m] += lv[m] * wl / tau_mem_h[m]
+                                    gts[m] -= li[m] * wl / tau_syn_h[m]
                         moved[q - p - 1] = t
                         if slot >= 0:
                             probe_transport[slot, q] = t
@@ -252,6 +263,13 @@ def backward_kernel(
                         if has_spike_dl:
                             num += dl_dspike[s, q]
                         jump = num / spike_slope[s, q] - reg_jump[j]
+                        if train_tau:
+                            # step 4 below integrates lambda_V dV/dt over the whole step on the
+                            # branch before the spike; after the crossing the neuron is reset
+                            # (dV/dt = I*/tau_m, not (I* - threshold)/tau_m) and lambda_V has not
+                            # jumped yet: the difference over the lag, to first order in it
+                            lam_after = lv[j] * (1.0 - dl / tau_mem_h[j])
+                            gtm[j] += (dl / tau_mem_h[j]) * (threshold * lam_after - jump * spike_slope[s, q])
                         lv[j] += jump * (1.0 + dl / tau_mem_h[j])
                         li[j] -= jump * (dl / tau_syn_h[j])
                 # step 3: loss source on the sampled readout voltage V(t_n), and the first spike
@@ -260,6 +278,9 @@ def backward_kernel(
                 if has_trace:
                     for k in range(K):
                         lvo[k] -= dl_dtrace[s, n - 1, k] / tau_mem_o[k]
+                if has_trace_i:  # and on the readout current there (the max loss's candidates)
+                    for k in range(K):
+                        lio[k] -= dl_dtrace_i[s, n - 1, k] / tau_syn_o[k]
                 if has_first:
                     for k in range(K):
                         if first_step[s, k] == n:
@@ -275,8 +296,6 @@ def backward_kernel(
                         probe_lio[slot, n - 1, k] = lio[k]
                 # step 4: exact derivative of the step map for tau, then step back to t_{n-1}
                 if train_tau:
-                    gtm = g_tau_m[chunk]
-                    gts = g_tau_s[chunk]
                     for j in range(N):
                         v0 = state_v[s, n - 1, j]
                         i0 = state_i[s, n - 1, j]

@@ -121,12 +121,20 @@ if (Phase == 0) {
 else {
     const int m = NSteps - g;  // after this update, lambda is at t_m
     if (g >= 1 && m >= 0) {
+        if (RecordState) {  // Isyn = sum of w Lag over this step's presynaptic hidden spikes (the main
+            // synapse's event code): the PSPs' first lag of decay depends on our tau (as the numba kernel)
+            GTauM += LV * Isyn / TauM;
+            GTauS -= LI * Isyn / TauS;
+        }
         if (BackSpike) {  // our spike stored at step m + 1: its jump, carried to t_{m+1}
             const int at = (batch * (NSteps + 1) + m + 1) * num_neurons + id;
             const scalar dspike = HasSpikeDl ? DlDspike[at] : 0.0;
             const scalar jump = (LV * (1.0 - Lag / TauM) + RevISyn + dspike) / Slope - RegJump;
             if (Probe) {
                 TransRec[at] = RevISyn;
+            }
+            if (RecordState) {  // reset after the crossing: dV/dt and lambda_V over the lag (as the numba kernel)
+                GTauM += (Lag / TauM) * (LV * (1.0 - Lag / TauM) - jump * Slope);
             }
             LV += jump * (1.0 + Lag / TauM);
             LI -= jump * (Lag / TauS);
@@ -190,6 +198,7 @@ else {
     if (g >= 1 && m >= 0) {
         const int at = (batch * NSteps + m) * num_neurons + id;
         LV -= DlDtrace[at] / TauM;  // a source on V at t_{m+1} (the max loss)
+        LI -= DlDtraceI[at] / TauS;  // and on I there
         if (FirstStep == m + 1) {  // the first spike's time (first_spike)
             const scalar jump = DlDfirst / FirstSlope;
             LV += jump * (1.0 + FirstLag / TauM);
@@ -238,6 +247,7 @@ const scalar dsyn = diff / TauS_post;
 const scalar corr = LV_post / TauM_post + dsyn + Src_post / (dt * TauM_post);
 Gradient += LI_post + Lag_pre * dsyn;
 addToPre(g * (diff - Lag_pre * corr));
+addToPost(g * Lag_pre);  // for the target's tau gradient (hidden targets; a readout ignores it)
 """
 
 
@@ -271,7 +281,7 @@ def _models(pygenn):
               ("FirstStep", "int"), ("FirstSlope", "scalar"), ("FirstLag", "scalar"), ("DlDfirst", "scalar"),
               *per_neuron, ("MV", "scalar", ro), ("MI", "scalar", ro)],
         extra_global_params=[("MeanV", "scalar*"), ("TraceV", "scalar*"), ("TraceI", "scalar*"),
-                             ("DlDmean", "scalar*"), ("DlDtrace", "scalar*"), ("ProbeLV", "scalar*"),
+                             ("DlDmean", "scalar*"), ("DlDtrace", "scalar*"), ("DlDtraceI", "scalar*"), ("ProbeLV", "scalar*"),
                              ("ProbeLI", "scalar*")],
         additional_input_vars=[("LagIn", "scalar", 0.0)],
         sim_code=_READOUT_SIM)
@@ -349,7 +359,7 @@ class _Model:
                           ("TransRec", batch * (T + 1) * N), ("ProbeLV", batch * T * N), ("ProbeLI", batch * T * N),
                           ("DlDspike", batch * (T + 1) * N), ("StateV", batch * T * N), ("StateI", batch * T * N)):
             self.hidden.extra_global_params[egp].set_init_values(np.full(size, -1.0) if egp == "LagRec" else zeros(size))
-        for egp in ("MeanV", "TraceV", "TraceI", "DlDmean", "DlDtrace", "ProbeLV", "ProbeLI"):
+        for egp in ("MeanV", "TraceV", "TraceI", "DlDmean", "DlDtrace", "DlDtraceI", "ProbeLV", "ProbeLI"):
             self.readout.extra_global_params[egp].set_init_values(zeros(batch * T * K))
         post_refs = {"LV_post": "LV", "LI_post": "LI", "TauM_post": "TauM", "TauS_post": "TauS", "Src_post": "Src"}
         delta = init_postsynaptic("DeltaCurr")
@@ -467,7 +477,8 @@ class _Model:
                 out[name] = var.view.reshape(self.batch, self.K).copy()
         return out
 
-    def backward(self, lag_rec, slope_rec, dl_dmean, dl_dtrace, dl_dspike, reg_jump, first, state, probe):
+    def backward(self, lag_rec, slope_rec, dl_dmean, dl_dtrace, dl_dtrace_i, dl_dspike, reg_jump, first, state,
+                 probe):
         self._phase(1, probe)
         self.hidden.set_dynamic_param_value("RecordState", int(state is not None))
         if state is not None:
@@ -480,6 +491,7 @@ class _Model:
         self._push_egp(self.hidden, "SlopeRec", slope_rec.ravel())
         self._push_egp(self.readout, "DlDmean", dl_dmean.ravel())
         self._push_egp(self.readout, "DlDtrace", dl_dtrace.ravel())
+        self._push_egp(self.readout, "DlDtraceI", dl_dtrace_i.ravel())
         self.hidden.set_dynamic_param_value("HasSpikeDl", int(dl_dspike is not None))
         if dl_dspike is not None:
             self._push_egp(self.hidden, "DlDspike", dl_dspike.ravel())
@@ -600,7 +612,7 @@ class GeNNEngine:
         dtype = _dtype_of(params)
         p = params.astype(dtype)
         B, T, N, K = batch.batch_size, batch.n_steps, p.n_hidden, p.n_out
-        for name in ("dl_dmean", "dl_dtrace"):
+        for name in ("dl_dmean", "dl_dtrace", "dl_dtrace_i"):
             x = getattr(source, name)
             if x is not None and x.shape != (B, T, K):
                 raise ValueError(f"{name} must have shape {(B, T, K)}, got {x.shape}")
@@ -617,6 +629,7 @@ class GeNNEngine:
         zeros = np.zeros((B, T, K))
         dl_dmean = zeros if source.dl_dmean is None else np.asarray(source.dl_dmean, np.float64)
         dl_dtrace = zeros if source.dl_dtrace is None else np.asarray(source.dl_dtrace, np.float64)
+        dl_dtrace_i = zeros if source.dl_dtrace_i is None else np.asarray(source.dl_dtrace_i, np.float64)
         jump = np.zeros(N) if reg_jump is None else np.asarray(reg_jump, np.float64)
         has_first = record.first_step is not None and source.dl_dfirst is not None
         first = ((record.first_step, record.first_slope, record.first_lag, source.dl_dfirst) if has_first else
@@ -637,7 +650,7 @@ class GeNNEngine:
             lag_c = np.concatenate([lag[chunk], np.full((model.batch - n, T + 1, N), -1.0)])
             probed = [s for s in chunk if s in slot_of]
             grads, probes = model.backward(
-                lag_c, pad(slope[chunk]), pad(dl_dmean[chunk]), pad(dl_dtrace[chunk]),
+                lag_c, pad(slope[chunk]), pad(dl_dmean[chunk]), pad(dl_dtrace[chunk]), pad(dl_dtrace_i[chunk]),
                 None if dense_dspike is None else pad(dense_dspike[chunk]), np.broadcast_to(jump, (model.batch, N)),
                 [np.concatenate([np.asarray(x)[chunk], np.full((model.batch - n, K), -1 if i == 0 else 0)])
                  for i, x in enumerate(first)],

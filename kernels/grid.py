@@ -127,6 +127,17 @@ class StepCoefficients:
         self.dc_s = self.db_s * (dt / tm) * phi + self.b * (dt / tm) * dphi * (-dt / ts**2)
 
 
+def psp_coefficients(u, tau_mem, tau_syn):
+    """(a, b, c) of an exact step of length u (array-like, broadcast against the tau arrays):
+    V(u) = a V + c I, I(u) = b I, as StepCoefficients does for u = dt."""
+    u = np.asarray(u, np.float64)
+    tm = np.asarray(tau_mem, np.float64)
+    ts = np.asarray(tau_syn, np.float64)
+    b = np.exp(-u / ts)
+    phi, _ = _phi(u * (1 / ts - 1 / tm))
+    return np.exp(-u / tm), b, b * (u / tm) * phi
+
+
 def step_coefficients(tau_mem, tau_syn, dt):
     """StepCoefficients, shared between calls with the same time constants: a training step needs
     them four times, and computing them was a tenth of a small network's step. The arrays are

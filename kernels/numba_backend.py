@@ -95,7 +95,7 @@ class NumbaEngine:
         B, T, N, K = batch.batch_size, batch.n_steps, p.n_hidden, p.n_out
         if train_tau and record.state_v is None:
             raise ValueError("train_tau needs a forward record made with record_state=True")
-        for name in ("dl_dmean", "dl_dtrace"):
+        for name in ("dl_dmean", "dl_dtrace", "dl_dtrace_i"):
             x = getattr(source, name)
             if x is not None and x.shape != (B, T, K):
                 raise ValueError(f"{name} must have shape {(B, T, K)}, got {x.shape}")
@@ -130,6 +130,7 @@ class NumbaEngine:
             record.spike_step, record.spike_id, record.spike_slope, record.spike_lag, record.n_spikes,
             cast(source.dl_dmean) if source.dl_dmean is not None else _empty(dtype, 3),
             cast(source.dl_dtrace) if source.dl_dtrace is not None else _empty(dtype, 3),
+            cast(source.dl_dtrace_i) if source.dl_dtrace_i is not None else _empty(dtype, 3),
             record.first_step if has_first else _EMPTY_I,
             record.first_slope if has_first else _empty(dtype, 2),
             record.first_lag if has_first else _empty(dtype, 2),

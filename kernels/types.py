@@ -83,9 +83,10 @@ class LossSource(NamedTuple):
     """A loss's adjoint source for the batch (derivatives of the batch-mean loss)."""
 
     dl_dmean: Optional[np.ndarray] = None  # (B, n_steps, n_out): dL/d(mean V_out over step n)
-    dl_dtrace: Optional[np.ndarray] = None  # (B, n_steps, n_out): dL/dV_out(t_{n+1})
+    dl_dtrace: Optional[np.ndarray] = None  # (B, n_steps, n_out): dL/dV_out(t_{n+1}), before the PSPs of step n's spikes
     dl_dfirst: Optional[np.ndarray] = None  # (B, n_out): dL/d(first spike time of readout)
     dl_dspike: Optional[np.ndarray] = None  # (B, cap): dL/d(hidden spike time), aligned with record
+    dl_dtrace_i: Optional[np.ndarray] = None  # (B, n_steps, n_out): dL/dI_out(t_{n+1}), as dl_dtrace
 
 
 class Gradients(NamedTuple):

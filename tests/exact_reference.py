@@ -409,11 +409,11 @@ def batch_loss_and_counts(name, params, samples, labels, T, **kw):
 # ------------------------------------------------------------------------------ test networks
 
 def random_network(rng, n_in=20, n_hid=8, n_out=3, recurrent=True, heterogeneous=True, T=100.0,
-                   n_samples=4):
+                   n_samples=4, input_grid=0.5):
     """Small random network and input samples in which hidden neurons fire a few spikes each.
 
-    Returns (params, samples). Input spike times are multiples of 0.5 ms in [0, T), at most one
-    per channel and time. Heterogeneous τ: τ_m ∈ [10, 30], τ_s ∈ [3, 8] ms, and hidden neuron 0
+    Returns (params, samples). Input spike times are multiples of input_grid ms in [0, T), at most
+    one per channel and time (input_grid=None: uniform in [0, T), off every grid). Heterogeneous τ: τ_m ∈ [10, 30], τ_s ∈ [3, 8] ms, and hidden neuron 0
     and readout 0 have τ_m == τ_s exactly; otherwise τ_m = 20, τ_s = 5 ms everywhere.
     """
     def taus(n):
@@ -432,13 +432,17 @@ def random_network(rng, n_in=20, n_hid=8, n_out=3, recurrent=True, heterogeneous
         W_rec=rng.normal(0.0, 0.15, (n_hid, n_hid)) if recurrent else None,
         W_out=rng.normal(0.0, 0.5, (n_hid, n_out)),
         tau_mem=tau_mem, tau_syn=tau_syn, tau_mem_out=tau_mem_out, tau_syn_out=tau_syn_out)
-    grid = np.arange(0.0, T, 0.5)
+    grid = np.arange(0.0, T, input_grid) if input_grid else None
     samples = []
     for _ in range(n_samples):
         t_all, c_all = [], []
         for ch in range(n_in):
-            k = min(1 + rng.poisson(2.0), len(grid))
-            t_all.append(rng.choice(grid, size=k, replace=False))
+            k = 1 + rng.poisson(2.0)
+            if grid is None:
+                t_all.append(rng.uniform(0.0, T, k))
+            else:
+                k = min(k, len(grid))
+                t_all.append(rng.choice(grid, size=k, replace=False))
             c_all.append(np.full(k, ch))
         t_all, c_all = np.concatenate(t_all), np.concatenate(c_all)
         order = np.argsort(t_all, kind="stable")
