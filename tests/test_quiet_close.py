@@ -1,5 +1,5 @@
 """A page that closes in the middle of a push leaves the server's log quiet (app/shared.py); the
-served case is tests/browser/test_quiet_close.py."""
+served case is tests/browser/test_quiet_close_browser.py."""
 import asyncio
 import gc
 import logging
