@@ -263,13 +263,24 @@ def _report_epoch(cell, sweep_id):
 def run_cell(cell, threads=None, sweep_id=""):
     """Trains one cell into its folder, from its last checkpoint if it has one; returns a short
     account ({"name", "status", "epochs", "wall_s"}). Safe to call again on a finished cell."""
+    if not threads:
+        return _run_cell(cell, sweep_id)
+    import numba
+
+    # numba's thread count belongs to the calling thread: give it back, so that a cell run in a
+    # caller's own thread (a test, a notebook) does not change how its later training sums
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        return _run_cell(cell, sweep_id)
+    finally:
+        numba.set_num_threads(before)
+
+
+def _run_cell(cell, sweep_id):
     from .observe import export_csv
     from .run import TrainingDiverged, TrainingRun
 
-    if threads:
-        import numba
-
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     folder = Path(cell["run_dir"])
     write_cell(cell)
     if finished(cell):
