@@ -25,5 +25,7 @@ def open_page(browser, url, errors):
     page = browser.new_page()
     page.on("console", lambda m: m.type == "error" and errors.append(m.text))
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(url)
+    # the first page of a fresh server builds its run, and in a fresh checkout compiles the
+    # kernels first: on a busy 2-core machine that took longer than Playwright's 30 s
+    page.goto(url, timeout=120_000)
     return page
