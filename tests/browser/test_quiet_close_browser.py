@@ -21,7 +21,7 @@ def test_closing_pages_while_training_logs_no_traceback(served_app, browser, tmp
         time.sleep(1.0)
     context = browser.new_context()  # a whole browser window going away, mid-push
     gone = context.new_page()
-    gone.goto(served_app)
+    gone.goto(served_app, timeout=120_000)
     gone.get_by_text(re.compile(r"· step \d+")).wait_for(timeout=120_000)
     time.sleep(2.0)
     context.close()

@@ -160,7 +160,7 @@ def test_a_refused_microphone_is_said_in_the_panel(served_app, browser):
     page.add_init_script("""navigator.mediaDevices.getUserMedia = () =>
         Promise.reject(new DOMException("denied", "NotAllowedError"));""")
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(served_app + "?tab=speak")
+    page.goto(served_app + "?tab=speak", timeout=120_000)
     page.get_by_role("button", name=re.compile("record")).click()
     page.get_by_text(re.compile("not allowed to use the microphone")).first.wait_for(timeout=30_000)
     assert errors == []
