@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 
 LOSSES = ["sum", "sum_exp", "max", "first_spike", "avg_xentropy"]
-# first-spike readouts must spike to learn at all: the paper's readout init for that loss (spec §3)
-EXTRA = {"first_spike": ["--w-out-mean", "1.2", "--w-out-std", "0.6"]}
 
 
 def last_epoch(run_dir):
@@ -40,7 +38,7 @@ def main():
         run_dir = Path(args.out) / f"{loss}{'-shift-blend' if augmented else ''}"
         cmd = [str(exe), "train", "--dataset", "randman-shd", "--loss", loss, "--epochs", str(args.epochs),
                "--n-hidden", str(args.hidden), "--lr", str(args.lr), "--seed", str(args.seed),
-               "--probe-every", "0", "--out-dir", str(run_dir), *EXTRA.get(loss, [])]
+               "--probe-every", "0", "--out-dir", str(run_dir)]
         if augmented:
             cmd += ["--shift", "--blend"]
         print("$", " ".join(cmd[1:]), flush=True)

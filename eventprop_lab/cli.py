@@ -254,7 +254,7 @@ def _demo(args):
                         w_in_mean=0.4, w_in_std=0.2, w_out_std=0.3)
     cfg = TrainingConfig(loss=args.loss, lr=args.lr, warmup=False, batch_size=32, dt=1.0,
                          trial_ms=100.0, reg_strength=0, seed=args.seed)
-    trainer = Trainer(init_params(net, rng=args.seed), cfg)
+    trainer = Trainer(init_params(net, rng=args.seed, loss=args.loss), cfg)
     print(f"Eventprop demo: {len(train[0])} training patterns, 4 classes, 40 inputs -> "
           f"{args.hidden} recurrent LIF -> 4 readouts, loss {args.loss}")
     print("compiling the numba kernels (first run only, about 30 s) ...", flush=True)

@@ -34,8 +34,10 @@ class NetworkConfig(param.Parameterized):
     w_in_std = param.Number(0.01, bounds=(0, None), doc="std of input weights")
     w_rec_mean = param.Number(0.0, doc="mean of recurrent weights")
     w_rec_std = param.Number(0.02, bounds=(0, None), doc="std of recurrent weights")
-    w_out_mean = param.Number(0.0, doc="mean of readout weights")
-    w_out_std = param.Number(0.03, bounds=(0, None), doc="std of readout weights")
+    w_out_mean = param.Number(None, allow_None=True,
+                              doc="mean of readout weights (unset: 1.2 for first_spike, 0 for the other losses)")
+    w_out_std = param.Number(None, allow_None=True, bounds=(0, None),
+                             doc="std of readout weights (unset: 0.6 for first_spike, 0.03 for the other losses)")
     init_rate_hz = param.Number(0.0, bounds=(0.0, 1000.0),
                                 doc="after init, scale input weights by one factor so the hidden layer fires this "
                                     "many Hz on 64 training samples (0: off)")
@@ -49,14 +51,28 @@ def n_inputs(config: NetworkConfig):
     return config.n_in * copies
 
 
-def init_params(config: NetworkConfig, rng, dtype=np.float32) -> Params:
-    """Draw initial weights and time constants (spec §6; hetLIF per spec §1)."""
+# Readout weights per loss (spec §3, §6). first_spike's readouts are spiking LIF: from N(0, 0.03)
+# they never spike, no first-spike time exists and the loss gives no gradient (chance accuracy).
+READOUT_INIT = {"first_spike": (1.2, 0.6)}
+READOUT_INIT_DEFAULT = (0.0, 0.03)
+
+
+def readout_init(config: NetworkConfig, loss=None):
+    """(mean, std) of the readout weights: the config's where set, else the loss's default."""
+    mean, std = READOUT_INIT.get(loss, READOUT_INIT_DEFAULT)
+    return (mean if config.w_out_mean is None else config.w_out_mean,
+            std if config.w_out_std is None else config.w_out_std)
+
+
+def init_params(config: NetworkConfig, rng, dtype=np.float32, loss=None) -> Params:
+    """Draw initial weights and time constants (spec §6; hetLIF per spec §1); `loss` picks the
+    readout init where the config leaves it unset."""
     rng = np.random.default_rng(rng)
     scale = 0.1 if config.delay_line else 1.0
     W_in = rng.normal(config.w_in_mean * scale, config.w_in_std * scale, (n_inputs(config), config.n_hidden))
     W_rec = (rng.normal(config.w_rec_mean, config.w_rec_std, (config.n_hidden, config.n_hidden))
              if config.recurrent else None)
-    W_out = rng.normal(config.w_out_mean, config.w_out_std, (config.n_hidden, config.n_out))
+    W_out = rng.normal(*readout_init(config, loss), (config.n_hidden, config.n_out))
     if config.heterogeneous_tau:
         tau_mem = np.clip(rng.gamma(3.0, config.tau_mem / 3.0, config.n_hidden), 3.0, 60.0)
         tau_syn = np.clip(rng.gamma(3.0, config.tau_syn / 3.0, config.n_hidden), 1.0, 15.0)

@@ -234,7 +234,7 @@ class TrainingRun:
             net.n_out = train.n_classes
         self.delay_line = make_delay_line(net, training.trial_ms)
         self.augmentation = make_augmentation(augment, train.n_channels, training.trial_ms)
-        params = init_params(net, rng=training.seed)
+        params = init_params(net, rng=training.seed, loss=training.loss)
         self.trainer = Trainer(params, training, engine=engine)
         self.input_gain = self._calibrate_input_gain() if net.init_rate_hz > 0 else None
         self.epoch = 0

@@ -177,3 +177,36 @@ def test_adam_survives_a_huge_float32_gradient():
     opt.step(x, {"w": np.array([1.0, 1.0], np.float32)})
     assert np.all(np.isfinite(x["w"])) and x["w"].dtype == np.float32
     assert x["w"][0] < 0.85  # both steps moved it; no frozen, infinite second moment
+
+
+@pytest.mark.parametrize("loss", ["sum", "sum_exp", "max", "first_spike", "avg_xentropy"])
+def test_readout_init_follows_the_loss_unless_set(loss):
+    rng = np.random.default_rng()
+    seed = int(rng.integers(1 << 30))
+    cfg = dict(n_in=10, n_hidden=400, n_out=20)
+    drawn = init_params(NetworkConfig(**cfg), rng=seed, loss=loss).W_out
+    mean, std = (1.2, 0.6) if loss == "first_spike" else (0.0, 0.03)
+    # 8,000 draws: the sample mean is within 4 standard errors
+    assert abs(drawn.mean() - mean) < 4 * std / np.sqrt(drawn.size)
+    assert drawn.std() == pytest.approx(std, rel=0.05)
+    w_mean, w_std = rng.uniform(-1, 1), rng.uniform(0.01, 1)
+    given = init_params(NetworkConfig(**cfg, w_out_mean=w_mean, w_out_std=w_std), rng=seed, loss=loss).W_out
+    assert abs(given.mean() - w_mean) < 4 * w_std / np.sqrt(given.size)
+    assert given.std() == pytest.approx(w_std, rel=0.05)
+
+
+def test_a_first_spike_run_starts_with_readouts_that_spike(tmp_path):
+    from types import SimpleNamespace
+
+    from eventprop_lab.config import AugmentConfig, RunConfig, TrainingConfig
+    from eventprop_lab.data import SpikeDataset
+    from eventprop_lab.run import TrainingRun
+    from eventprop_lab.toy import spike_patterns
+
+    samples, labels = spike_patterns(64, n_classes=4, n_channels=40, seed=int(np.random.default_rng().integers(1000)))
+    data = SpikeDataset.from_samples(samples, labels, np.zeros(len(labels), int), n_channels=40, n_classes=4)
+    run = TrainingRun(RunConfig(dataset="toy", epochs=1, out_dir=str(tmp_path / "r")),
+                      NetworkConfig(n_hidden=24, w_in_mean=0.4, w_in_std=0.2),
+                      TrainingConfig(loss="first_spike", warmup=False, trial_ms=100.0),
+                      AugmentConfig(), data=SimpleNamespace(train=data, validation=None, test=data))
+    assert run.trainer.params.W_out.mean() > 0.6  # N(1.2, 0.6) on 24 x 4 weights
