@@ -7,6 +7,8 @@ from collections import deque
 from types import SimpleNamespace
 from typing import NamedTuple
 
+import numpy as np
+
 from .run import TrainingRun, make_augmentation
 from .settings import DATA_SETTINGS, SETTINGS, configs_with, settings_of
 
@@ -76,21 +78,57 @@ def restore(run, checkpoint):
     return changed
 
 
+CHECKPOINT_BYTES = 200 * 2**20  # the default memory budget of a session's checkpoints
+
+
+def _arrays(cp):
+    yield from (x for x in cp.params if x is not None)
+    yield from (np.asarray(v) for v in cp.adam.values())
+
+
 class Checkpoints:
     """The checkpoints to go back to: one before each hot change (the newest `changes`) and one
-    every `every` steps (the newest `periodic`). A network of the dashboard's size costs about
-    3 copies of its weights per checkpoint (weights, Adam's two moments)."""
+    every `every` steps (the newest `periodic`), within `max_bytes` of memory (None: no budget).
+    A checkpoint costs about 3 copies of the network's weights (weights, Adam's two moments), so
+    a large network meets the budget before the counts: then the oldest periodic checkpoints go
+    first, then the older ones taken before a change, and the newest one taken before a change
+    (what undo needs) last; one that alone is over the budget is not kept (`dropped` counts them)."""
 
-    def __init__(self, changes=10, periodic=10, every=50):
-        self.every = int(every)
+    def __init__(self, changes=10, periodic=10, every=50, max_bytes=CHECKPOINT_BYTES):
+        if max_bytes is not None and not max_bytes > 0:
+            raise ValueError(f"max_bytes must be a positive number of bytes or None, got {max_bytes!r}")
+        self.every, self.max_bytes, self.dropped = int(every), max_bytes, 0
         self.changes, self.periodic = deque(maxlen=changes), deque(maxlen=periodic)
 
     def before_change(self, checkpoint):
         self.changes.append(checkpoint)
+        self._fit()
 
     def after_batch(self, run):
         if self.every and run.step % self.every == 0:
             self.periodic.append(take(run, f"step {run.step}"))
+            self._fit()
+
+    @property
+    def nbytes(self):
+        """The memory the kept checkpoints hold; weights that two of them share count once."""
+        seen = {}
+        for cp in (*self.changes, *self.periodic):
+            for a in _arrays(cp):
+                seen[id(a)] = a.nbytes
+        return sum(seen.values())
+
+    def _fit(self):
+        if self.max_bytes is None:
+            return
+        while (self.changes or self.periodic) and self.nbytes > self.max_bytes:
+            if self.periodic:
+                self.periodic.popleft()
+            elif len(self.changes) > 1:
+                self.changes.popleft()
+            else:
+                self.changes.pop()
+            self.dropped += 1
 
     def pop_change(self):
         """The newest checkpoint taken before a change, removed (None if there is none); periodic
@@ -120,6 +158,7 @@ class Checkpoints:
     def clear(self):
         self.changes.clear()
         self.periodic.clear()
+        self.dropped = 0
 
 
 def run_like(old, changes=None, seed=None, observers=None, **run_options):

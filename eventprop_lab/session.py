@@ -18,9 +18,10 @@ for reset(). Each accepted change is published at once as an event observation (
 `settings_version` counts them, so every page showing the session can follow it. Besides the
 run's settings it owns the teacher's (settings.ROLES), which a reset keeps.
 
-Before every hot change and every few steps it keeps a checkpoint in memory (eventprop_lab/rewind.py):
-undo() goes back to the weights, optimiser state and hot settings from before the last change. It
-keeps the per-batch curves of the whole run, thinned (long_history, eventprop_lab/history.py).
+Before every hot change and every few steps it keeps a checkpoint in memory (eventprop_lab/rewind.py;
+at most `checkpoint_bytes` of them, 200 MB unless set): undo() goes back to the weights, optimiser
+state and hot settings from before the last change. It keeps the per-batch curves of the whole
+run, thinned (long_history, eventprop_lab/history.py).
 """
 import itertools
 import queue
@@ -34,7 +35,7 @@ import numpy as np
 from .config import AugmentConfig, config_to_dict
 from .history import LongHistory
 from .observe import MetricsWriter
-from .rewind import Checkpoints, run_like
+from .rewind import CHECKPOINT_BYTES, Checkpoints, run_like
 from .run import TrainingRun
 from .settings import ROLES, SETTINGS, settings_of
 from .steering import Steering
@@ -49,11 +50,11 @@ class TrainingSession(Steering):
     """Owns a TrainingRun and one daemon thread that trains it batch by batch on command."""
 
     def __init__(self, run: TrainingRun, capacity=2000, probe_capacity=20, metrics_file=True, history_recent=2000,
-                 history_capacity=1000, checkpoint_every=50):
+                 history_capacity=1000, checkpoint_every=50, checkpoint_bytes=CHECKPOINT_BYTES):
         self.run = run
         self.buffer = ObservationBuffer(capacity, probe_capacity)
         self.long_history = LongHistory(history_recent, history_capacity)
-        self.checkpoints = Checkpoints(every=checkpoint_every)
+        self.checkpoints = Checkpoints(every=checkpoint_every, max_bytes=checkpoint_bytes)
         self._roles = {name: s.default for name, s in ROLES.items()}
         self._branches = itertools.count(1)  # numbers the branches' folders and markers
         self.metrics_file = metrics_file  # append to metrics.jsonl in the run's folder, as fit() does
