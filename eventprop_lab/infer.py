@@ -102,8 +102,10 @@ def _threading_layer():
 
 def check_can_run_beside(session):
     """numba's workqueue threading layer aborts the whole process when two threads launch parallel
-    kernels at once (tbb and omp do not); there, inference waits for the training to pause."""
-    if _threading_layer() == "workqueue" and session.status == "running":
+    kernels at once (tbb and omp do not); there, inference waits for the training, and that of
+    the session's branches, to pause."""
+    running = any(s.status == "running" for s in (session, *getattr(session, "branches", ())))
+    if _threading_layer() == "workqueue" and running:
         raise InferenceError("pause the training to try the network: numba's workqueue threading layer "
                              "cannot run it beside training (`pip install tbb` lifts this)")
 

@@ -22,12 +22,17 @@ Before every hot change and every few steps it keeps a checkpoint in memory (eve
 at most `checkpoint_bytes` of them, 200 MB unless set): undo() goes back to the weights, optimiser
 state and hot settings from before the last change. It keeps the per-batch curves of the whole
 run, thinned (long_history, eventprop_lab/history.py).
+
+A branch (branch(), eventprop_lab/steering.py) shares its run's `turns`: the two train one batch
+at a time, in turn, never two sets of numba threads on the same cores at once.
 """
+import contextlib
 import itertools
 import queue
 import threading
 import time
 import traceback
+import weakref
 from collections import deque
 
 import numpy as np
@@ -50,8 +55,11 @@ class TrainingSession(Steering):
     """Owns a TrainingRun and one daemon thread that trains it batch by batch on command."""
 
     def __init__(self, run: TrainingRun, capacity=2000, probe_capacity=20, metrics_file=True, history_recent=2000,
-                 history_capacity=1000, checkpoint_every=50, checkpoint_bytes=CHECKPOINT_BYTES):
+                 history_capacity=1000, checkpoint_every=50, checkpoint_bytes=CHECKPOINT_BYTES, turns=None):
         self.run = run
+        self.turns = Turns() if turns is None else turns  # shared with the sessions that take turns with this one
+        self.branches = weakref.WeakSet()  # the branches made from this session that are still referenced
+        self.branch_label = None  # a branch's: "branch 1: loss → sum"
         self.buffer = ObservationBuffer(capacity, probe_capacity)
         self.long_history = LongHistory(history_recent, history_capacity)
         self.checkpoints = Checkpoints(every=checkpoint_every, max_bytes=checkpoint_bytes)
@@ -387,18 +395,19 @@ class TrainingSession(Steering):
 
     def _train_one(self):
         try:
-            if self._epoch is None:
-                self._epoch = self.run.begin_epoch()
-            epoch = self._epoch
-            if not epoch.done:  # done already when an observer failed after the epoch's last batch
-                t0 = time.perf_counter()
-                n = epoch.train_next_batch()
-                self._rates.append((n, time.perf_counter() - t0))
-                if n:
-                    self.checkpoints.after_batch(self.run)
-            if epoch.done:
-                self._epoch = None  # closed first: an epoch's end is not safe to repeat after a failure
-                epoch.finish()
+            with self.turns.turn():  # an epoch's end evaluates the validation set: kernels too
+                if self._epoch is None:
+                    self._epoch = self.run.begin_epoch()
+                epoch = self._epoch
+                if not epoch.done:  # done already when an observer failed after the epoch's last batch
+                    t0 = time.perf_counter()
+                    n = epoch.train_next_batch()
+                    self._rates.append((n, time.perf_counter() - t0))
+                    if n:
+                        self.checkpoints.after_batch(self.run)
+                if epoch.done:
+                    self._epoch = None  # closed first: an epoch's end is not safe to repeat after a failure
+                    epoch.finish()
         except Exception as exc:  # a failed batch is retried on resume
             self._fail(exc)
             return
@@ -419,6 +428,37 @@ class TrainingSession(Steering):
             self._event("error", message=message)
         except Exception:  # another observer failed as well: ours ran first and has the event
             pass
+
+
+class Turns:
+    """Sessions that share it train one batch at a time, first come first served: a session that
+    wants another batch queues behind one that waits already, so two running sessions alternate.
+    Two sets of numba threads on the same cores slowed each other more than taking turns does,
+    and numba's workqueue threading layer aborts the process when two threads launch parallel
+    kernels at once."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._queue = deque()  # the waiting sessions' tickets; the head's holder trains
+
+    @contextlib.contextmanager
+    def turn(self):
+        ticket = object()
+        with self._cond:
+            self._queue.append(ticket)
+            try:
+                while self._queue[0] is not ticket:
+                    self._cond.wait()
+            except BaseException:  # interrupted while waiting: the others must not wait for it
+                self._queue.remove(ticket)
+                self._cond.notify_all()
+                raise
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._queue.popleft()
+                self._cond.notify_all()
 
 
 class Hold:

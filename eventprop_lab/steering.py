@@ -78,7 +78,8 @@ class Steering:
         """A Future of a second session that goes on from this one's weights, Adam state and
         schedule as they are at the next batch boundary, with other hot settings (say
         loss="sum"); idle, its folder beside this run's, its step count going on from here so that
-        its curves overlay this one's. A "branch" event marks the curves here."""
+        its curves overlay this one's. A "branch" event marks the curves here. The two take turns
+        at the CPUs, a batch each (they share `turns`: eventprop_lab/session.py)."""
         checked = check_settings(changes)
         cold = [k for k in checked if k in ROLES or not SETTINGS[k].hot]
         if cold:
@@ -93,15 +94,20 @@ class Steering:
     def _branch(self, arg):
         changes, future = arg
         n = next(self._branches)
+        label = ", ".join(f"{k} → {SETTINGS[k].to_text(v)}" for k, v in changes.items()) or "same settings"
         try:
             run = branch_run(self.run, take(self.run, "branch"), changes, self.run.out / f"branch-{n}")
-            future.set_result(type(self)(run, metrics_file=False))
+            branch = type(self)(run, metrics_file=False, turns=self.turns)
         except Exception as exc:
             future.set_exception(exc)
             return
-        label = ", ".join(f"{k} → {SETTINGS[k].to_text(v)}" for k, v in changes.items()) or "same settings"
-        self.run.emit("event", what="branch", step=self.run.step, epoch=self.run.epoch + 1, changes=dict(changes),
-                      label=f"branch {n}: {label}")
+        branch.branch_label = f"branch {n}: {label}"
+        self.branches.add(branch)
+        try:  # the marker first: whoever waits on the future finds it in this run's stream
+            self.run.emit("event", what="branch", step=self.run.step, epoch=self.run.epoch + 1,
+                          changes=dict(changes), label=branch.branch_label)
+        finally:  # an observer that fails must not leave the caller waiting
+            future.set_result(branch)
 
     def set_loss(self, name):
         """Set the loss; sent even if it is the current one (a fresh loss object: see the tests)."""
