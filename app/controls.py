@@ -18,7 +18,7 @@ PAGE_ARGS = ("tab", "key")  # read by the page around the dashboard (app/main.py
 CUSTOM = "custom"  # the preset selector's value when the settings match no preset
 # what `?mode=classroom` hides: students play with the loss and augmentations, not the set-up
 CLASSROOM_HIDES = tuple(n for n in SHOWN if not SETTINGS[n].classroom) + ("preset", "reset")
-HIDEABLE = (*SHOWN, "preset", *BUTTONS)
+HIDEABLE = (*SHOWN, "preset", *BUTTONS, "branch")  # "branch": the branch controls (app/branches.py)
 
 
 class Controls(param.Parameterized):

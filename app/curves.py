@@ -6,14 +6,15 @@ so the before of a change stays on the plot however long the run goes on."""
 from collections import deque
 
 import numpy as np
-from bokeh.models import ColumnDataSource, LabelSet
+from bokeh.models import ColumnDataSource, LabelSet, LegendItem
 
 from .plots import QUIET, ROLLOVER, _empty, _figure
 
 MARKERS = 50  # change markers kept
 EARLIER_RUNS = 3  # faint overlays kept of runs before a reset
 EARLIER_POINTS = 400  # an earlier run is thinned to this many points
-MARKER_COLORS = {"undo": "#1f77b4", "rewind": "#1f77b4"}  # others: red (a change)
+BRANCH_COLORS = ("#9467bd", "#e377c2")  # by slot (app/branches.py), on every page
+MARKER_COLORS = {"undo": "#1f77b4", "rewind": "#1f77b4", "branch": BRANCH_COLORS[0]}  # others: red (a change)
 CHANGE_COLOR = "#d62728"
 
 
@@ -25,8 +26,9 @@ def _mark_changes(fig, markers):
 
 class LearningCurves:
     """Every batch (thin line: streamed for the newest, block means before them), every epoch's
-    train and validation values (dots), changes and undos as labelled vertical lines, and the
-    curves of earlier runs (before a reset) as faint grey lines."""
+    train and validation values (dots), changes and undos as labelled vertical lines, the
+    curves of earlier runs (before a reset) as faint grey lines, and the batches of the run's
+    branches (app/branches.py), each in its slot's colour with a legend entry naming it."""
 
     BATCH = ("step", "loss", "accuracy", "rate_hz", "silent_fraction")
     EPOCH = ("step", "epoch", "train_loss", "train_accuracy", "validation_loss", "validation_accuracy",
@@ -60,15 +62,63 @@ class LearningCurves:
             a.line("step", "rate_hz", source=source, color="#2ca02c", legend_label="firing rate (Hz)")
             a.line("step", "silent_pct", source=source, color="#7f7f7f", line_dash="dashed",
                    legend_label="silent neurons (%)")
+        self.branches = [self._branch_slot(slot, color) for slot, color in enumerate(BRANCH_COLORS)]
         for fig in (self.loss_fig, self.acc_fig, self.activity_fig):
             fig.legend.location = "top_left"
             fig.legend.background_fill_alpha = 0.6
             fig.legend.label_text_font_size = "8pt"
             _mark_changes(fig, self.markers)
 
+    def _branch_slot(self, slot, color):
+        """A branch's source and lines, made with the figures and hidden until a branch is shown:
+        renderers added to a page's figures later cost a redraw of the whole plot."""
+        source = ColumnDataSource({k: [] for k in self.BATCH + ("silent_pct",)}, name=f"branch_{slot}")
+        lines = {"loss": [self.loss_fig.line("step", "loss", source=source, color=color, line_width=1.5)],
+                 "accuracy": [self.acc_fig.line("step", "accuracy", source=source, color=color, line_width=1.5)],
+                 "activity": [self.activity_fig.line("step", "rate_hz", source=source, color=color),
+                              self.activity_fig.line("step", "silent_pct", source=source, color=color,
+                                                     line_dash="dashed")]}
+        items = []
+        for fig, key in ((self.loss_fig, "loss"), (self.acc_fig, "accuracy"), (self.activity_fig, "activity")):
+            name = f"branch_{slot}_legend" if key == "loss" else None  # read by the browser tests
+            item = LegendItem(label="", renderers=lines[key], visible=False, name=name)
+            fig.legend[0].items.append(item)
+            items.append(item)
+        renderers = [r for rs in lines.values() for r in rs]
+        for r in renderers:
+            r.visible = False
+        return {"source": source, "renderers": renderers, "items": items}
+
+    def show_branch(self, slot, label):
+        """Draw a branch in `slot`, from no batches on (add_branch streams them), named `label`."""
+        b = self.branches[slot]
+        _empty(b["source"])
+        for item in b["items"]:
+            item.update(label={"value": label}, visible=True)
+        for r in b["renderers"]:
+            r.visible = True
+
+    def hide_branch(self, slot):
+        b = self.branches[slot]
+        _empty(b["source"])
+        for thing in (*b["items"], *b["renderers"]):
+            thing.visible = False
+
+    def add_branch(self, slot, observations):
+        rows = [o.data for o in observations if o.kind == "batch"]
+        if rows:
+            self.branches[slot]["source"].stream(self._columns(rows), rollover=self.rollover)
+
+    def _columns(self, rows):
+        new = {k: [r.get(k, np.nan) for r in rows] for k in self.BATCH}
+        new["silent_pct"] = [100.0 * r.get("silent_fraction", np.nan) for r in rows]
+        return new
+
     def clear(self):
         for source in (self.batches, self.older, self.epochs, self.markers):
             _empty(source)
+        for slot in range(len(self.branches)):
+            self.hide_branch(slot)
         self.loss_names = []
 
     @property
@@ -102,9 +152,7 @@ class LearningCurves:
     def add(self, observations):
         rows = [o.data for o in observations if o.kind == "batch"]
         if rows:
-            new = {k: [r.get(k, np.nan) for r in rows] for k in self.BATCH}
-            new["silent_pct"] = [100.0 * r.get("silent_fraction", np.nan) for r in rows]
-            self.batches.stream(new, rollover=self.rollover)
+            self.batches.stream(self._columns(rows), rollover=self.rollover)
             for r in rows:
                 name = r.get("loss_name")
                 if name and (not self.loss_names or self.loss_names[-1] != name):

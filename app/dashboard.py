@@ -1,7 +1,8 @@
 """The dashboard: controls generated from the settings table (app/controls.py), play/pause/step/
 undo/reset, a status line, and live plots fed by a per-browser-session periodic callback that polls
 a session Reader. Every page follows its session's settings, whoever changed them; who may change
-them is the page's role (app/roles.py).
+them is the page's role (app/roles.py). "branch" starts a second run from the current weights,
+drawn over the run's curves on every page (app/branches.py).
 
 Threading: the training thread only appends to the session's observation buffer. Everything that
 touches Bokeh/Panel models happens in `update()`, which Panel runs on the browser session's event
@@ -16,6 +17,7 @@ from eventprop_lab.session import TrainingSession
 from eventprop_lab.settings import SETTINGS, SHOWN
 from kernels import BACKENDS, backend_available
 
+from .branches import PageBranches
 from .controls import (BUTTONS, CLASSROOM_HIDES, CUSTOM, HOT, ON_RESET, Controls, describe,  # noqa: F401
                        parse_url_args, widgets_for)
 from .curves import LearningCurves
@@ -26,7 +28,7 @@ from .shared import (build_session, claim_steering, page_connected, quiet_closed
                      stop_shared_sessions)
 
 
-class Dashboard(PageRole, pn.viewable.Viewer):
+class Dashboard(PageRole, PageBranches, pn.viewable.Viewer):
     """Steers one TrainingSession and shows its observation stream live."""
 
     session = param.ClassSelector(class_=TrainingSession, allow_None=True, doc="the session shown")
@@ -82,6 +84,7 @@ class Dashboard(PageRole, pn.viewable.Viewer):
         self.controls.param.watch(self._preset_chosen, "preset")
         self.controls.param.watch(self._update_share, list(SHOWN))
         self._init_role()
+        self._init_branches()
         if self.url_args is not None:
             self._read_url(self.url_args)
         if self.session is not None:
@@ -101,6 +104,7 @@ class Dashboard(PageRole, pn.viewable.Viewer):
         self.probes.clear()
         self._band_rows = []
         self._shown_step, self._older_key = None, None
+        self._forget_branches()  # the curves' branch overlays went with them
         self._sync_scrub()
 
     def _attach(self, session):
@@ -164,17 +168,21 @@ class Dashboard(PageRole, pn.viewable.Viewer):
         self._follow(force=True)
 
     # ---- buttons (also callable from Python) ----------------------------------------------
+    # play, pause and step drive the run's branches too: they train beside it (app/branches.py)
     def play(self):
         if self.may_steer():
             self.session.start()
+            self._branches().drive("start")
 
     def pause(self):
         if self.may_steer():
             self.session.pause()
+            self._branches().drive("pause")
 
     def step(self, n_batches=1):
         if self.may_steer():
             self.session.step(n_batches)
+            self._branches().drive("step", n_batches)
 
     def undo(self):
         """Back to the weights, optimiser state and hot settings from before the last change."""
@@ -185,7 +193,8 @@ class Dashboard(PageRole, pn.viewable.Viewer):
         self.message = f"undo: the weights from before {last.why} (step {last.step})" if last else "nothing to undo"
 
     def reset(self):
-        """Fresh weights with the session's settings as they are now (a new dataset is loaded)."""
+        """Fresh weights with the session's settings as they are now (a new dataset is loaded);
+        the run's branches end."""
         s = self.session
         if not self.may_steer():
             return False
@@ -197,7 +206,8 @@ class Dashboard(PageRole, pn.viewable.Viewer):
             self.message = f"not reset: {exc}"
             self._follow(force=True)
             return False
-        self.message = "reset: fresh weights"
+        ended = self._branches().end_if_reset()
+        self.message = "reset: fresh weights" + ("; its branches stopped" if ended else "")
         self._follow(force=True)
         return True
 
@@ -270,7 +280,9 @@ class Dashboard(PageRole, pn.viewable.Viewer):
             self._band_rows, self._bands_flushed_at = [], now
         p = self.session.progress
         key = (p["state"], p["step"] == 0, p["loss"], p["last_error"], self.message, self.link_report, self._synced)
-        if key != self._status_key or now - self._status_at >= self.status_interval:
+        due = key != self._status_key or now - self._status_at >= self.status_interval
+        self._update_branches(status_due=due)
+        if due:
             self._status_key, self._status_at = key, now
             self.status.object = self.status_line(p)
             self.bar.max = max(p["n_batches"] or 1, 1)
@@ -346,6 +358,8 @@ class Dashboard(PageRole, pn.viewable.Viewer):
         if "preset" not in self.hidden:
             parts += ["**Preset** (its network settings wait for reset)",
                       pn.widgets.Select.from_param(self.controls.param.preset, name="", sizing_mode="stretch_width")]
+        if "branch" not in self.hidden:
+            parts.append(self._branch_panel())
         parts += [self.students_toggle, self.share]  # the toggle last: the controls' order stays the table's
         parts.append(self.replay.controls())  # every page: exporting or opening a replay changes no run
         return pn.Column("## Eventprop Lab", *parts, width=340)
@@ -366,7 +380,8 @@ class Dashboard(PageRole, pn.viewable.Viewer):
             pn.Column(
                 self.status, self.bar,
                 text("### Learning curves\nThin lines: every batch; dots: every epoch (squares: validation). "
-                     "Red dashed lines: a setting changed while training. Grey: earlier runs (before a reset)."),
+                     "Red dashed lines: a setting changed while training. Grey: earlier runs (before a reset). "
+                     "Purple and pink: branches (a second run from the weights at their marker)."),
                 pn.pane.Bokeh(grid(*self.curves.layout()), sizing_mode="stretch_width"),
                 text("### One probed sample, and the weights\nEvery few batches one training sample is probed: "
                      "its spikes, the readout voltages, and the adjoint (λ) that Eventprop sends back through time; "

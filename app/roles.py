@@ -58,6 +58,7 @@ class PageRole:
                 self.controls.param[name].constant = not allowed
         for button in self.buttons.values():
             button.disabled = not allowed
+        self._apply_branch_role(allowed)
         teacher = self.steering and not self.own_run
         self.students_toggle.visible = teacher
         if self.session is not None and self.students_toggle.value != self.session.settings["students_may_steer"]:

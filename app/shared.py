@@ -157,8 +157,8 @@ def private_runs():
 
 
 def stop_shared_sessions():
-    """Stop every shared session: its thread ends after the current batch, so checkpoints and the
-    metrics file are left whole. Returns how many were stopped."""
+    """Stop every shared session and its branches: each thread ends after its current batch, so
+    checkpoints and the metrics file are left whole. Returns how many sessions were stopped."""
     stopped = 0
     with _cache_lock:
         futures = [pn.state.cache.get(k) for k in _shared_keys]
@@ -166,6 +166,8 @@ def stop_shared_sessions():
         if future is None or not future.done() or future.exception() is not None:
             continue
         session = future.result()
+        for branch in list(session.branches):  # joined: their epoch checkpoints are left whole too
+            branch.stop()
         session.stop()
         stopped += 1
         print(f"eventprop-lab: training session stopped at step {session.progress['step']}", file=sys.stderr)
