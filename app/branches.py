@@ -140,9 +140,9 @@ class PageBranches:
 
     def _init_branches(self):
         self.branch_loss = pn.widgets.Select(label="loss of the branch", options=list(SETTINGS["loss"].param.objects),
-                                             width=150)
+                                             width=150, css_classes=["branch-loss"])
         self.branch_lr = pn.widgets.FloatInput(label="its lr (blank: the run's)", value=None, width=150,
-                                               placeholder="the run's")
+                                               placeholder="the run's", css_classes=["branch-lr"])
         self.branch_button = pn.widgets.Button(label="branch", color="primary", width=90,
                                                description="a second run from the current weights with this loss "
                                                            "(and lr); it takes turns with the run, a batch each, "
@@ -151,7 +151,8 @@ class PageBranches:
         self.branch_pick = pn.widgets.Select(options={}, width=150, visible=False)
         self.branch_stop_button = pn.widgets.Button(label="stop branch", width=90, visible=False)
         self.branch_stop_button.on_click(lambda event: self.stop_branch())
-        self.branch_note = pn.pane.Markdown("", sizing_mode="stretch_width", visible=False)
+        self.branch_note = pn.pane.Markdown("", sizing_mode="stretch_width", visible=False,
+                                            css_classes=["branch-note"])
         self._branch_future = None  # of the last branch this page started, until it is made
         self._forget_branches()
 
@@ -254,8 +255,9 @@ class PageBranches:
     @staticmethod
     def _branch_line(slot, branch):
         p = branch.progress
-        line = f"**{branch.branch_label}** ({COLOR_NAMES[slot]}) · {p['state']} · step {p['step']}"
-        return line + (f" · ⚠ {p['last_error']}" if p["last_error"] else "")
+        # not "· step N": that is the status line's, and the pages' tests look for it
+        line = f"**{branch.branch_label}** ({COLOR_NAMES[slot]}): {p['state']}, at step {p['step']}"
+        return line + (f", ⚠ {p['last_error']}" if p["last_error"] else "")
 
     def _branch_panel(self):
         return pn.Column("**Branch** (a second run from these weights; it takes turns with the run)",
