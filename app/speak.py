@@ -307,8 +307,11 @@ class Speak(pn.viewable.Viewer):
     def _work(self, data, suffix, received):
         try:
             session = self.current_session()
-            # the training waits at its next batch boundary meanwhile: the cochlea has the CPUs
-            with session.hold() if session is not None else contextlib.nullcontext():
+            # the training, and its branches', waits at its next batch boundary meanwhile: the
+            # cochlea has the CPUs
+            with contextlib.ExitStack() as holds:
+                for s in (session, *list(getattr(session, "branches", ()))) if session is not None else ():
+                    holds.enter_context(s.hold())
                 heard = hear_in_session(data, suffix, session)
             return heard, None, time.perf_counter() - received
         except InferenceError as exc:

@@ -167,6 +167,21 @@ def test_under_numbas_workqueue_layer_listening_waits_for_a_pause(session, monke
     assert hear_in_session(vowel_wav(), ".wav", session).probabilities.shape == (4,)
 
 
+def test_under_numbas_workqueue_layer_a_running_branch_also_makes_listening_wait(session, monkeypatch):
+    monkeypatch.setattr(infer, "_threading_layer", lambda: "workqueue")
+    branch = session.branch(loss="sum").result(timeout=60)  # the run stays idle
+    try:
+        branch.start()
+        assert branch.wait(until=lambda p: p["step"] >= 1, timeout=120)
+        with pytest.raises(InferenceError, match="pause the training"):
+            hear_in_session(vowel_wav(), ".wav", session)
+        branch.pause()
+        branch.wait()
+        assert hear_in_session(vowel_wav(), ".wav", session).probabilities.shape == (4,)
+    finally:
+        branch.stop()
+
+
 def test_class_names_come_from_the_dataset_and_so_from_its_files_keys(tmp_path):
     class Named:
         class_names = [b"zero", b"one"]
@@ -245,3 +260,16 @@ def test_the_recorder_hands_a_base64_wav_or_a_problem_to_the_panel(speak):
     assert "no microphone" in speak.status.object
     speak.recorder._handle_msg({"kind": "wav", "data": "%%% not base64"})
     assert "no audio" in speak.status.object
+
+
+def test_the_panel_holds_the_runs_branches_too_while_it_listens(speak, session, monkeypatch):
+    branch = session.branch(loss="sum").result(timeout=60)
+    held, hold = [], branch.hold
+
+    def recorded(*args, **kwargs):
+        held.append(True)
+        return hold(*args, **kwargs)
+
+    monkeypatch.setattr(branch, "hold", recorded)
+    speak.listen(vowel_wav())
+    assert held == [True] and not branch.progress["held"]
