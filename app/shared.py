@@ -129,8 +129,10 @@ def start_private_run(shared, changes):
     def build():
         try:
             run = run_like(shared.run, changes, observers=[], out_dir=str(out))
+            # in turns with the class's run: two sets of numba threads at once can abort the
+            # process (workqueue layer), and on a laptop they would only share the cores anyway
             session = TrainingSession(run, capacity=PRIVATE_CAPACITY, probe_capacity=PRIVATE_PROBES,
-                                      metrics_file=False)
+                                      metrics_file=False, turns=shared.turns)
         except BaseException:
             with _cache_lock:
                 _private.pop(ident, None)

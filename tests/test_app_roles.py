@@ -73,6 +73,7 @@ def test_a_visitor_starts_an_own_run_with_the_links_settings_and_it_ends_with_th
     assert visitor.session is own and own is not session and visitor.back_button.visible
     assert own.settings["lr"] == 3e-3 and own.settings["shift"] and not session.settings["shift"]
     assert own.run.train_set is session.run.train_set  # the data is shared, not loaded again
+    assert own.turns is session.turns  # trains in turns with the class's run
     assert not visitor.own_run_button.visible and not visitor.controls.param["lr"].constant
     visitor.controls.lr = 5e-3  # steers its own run only
     assert own.settings["lr"] == 5e-3 and session.settings["lr"] == 1e-2
