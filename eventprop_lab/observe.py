@@ -30,17 +30,12 @@ class _Record:
 
     def to_dict(self):
         """{field: value} of the fields that are not None; the values are shared, not copied."""
-        out = {}
-        for name in _names(type(self)):
-            v = getattr(self, name)
-            if v is not None:
-                out[name] = v
-        return out
+        return {name: v for name in _names(type(self)) if (v := getattr(self, name)) is not None}
 
     @classmethod
     def from_dict(cls, d):
         """The record of a dict as to_dict or a metrics file gives it; fields it lacks are None.
-        Other keys are dropped: files of older versions carry fields that no reader here knows."""
+        Other keys are dropped, so that a file of another version of this code still reads."""
         return cls(**{name: d.get(name) for name in _names(cls)})
 
 
@@ -135,9 +130,9 @@ class EventRecord(_Record):
 
     `extra` holds what one kind of event alone carries: the config of "start", the changes of
     "settings" and "branch", the old and new value of a setting's change (whose `what` is the
-    setting's command), the checkpoint of "resume", ... Twenty-odd fields that each one kind of
-    event sets would hide the few that every reader uses; and its keys, unlike the fields', are
-    not checked. In the metrics file they stand beside the fields, as before."""
+    setting's command), the checkpoint of "resume", ... As fields, the seventeen keys that each
+    belong to one kind of event would bury the six that readers use; the price is that extra's
+    keys, unlike the fields, are not checked. In the metrics file they stand beside the fields."""
 
     kind: ClassVar[str] = "event"
     what: str
