@@ -18,6 +18,10 @@ MARKER_COLORS = {"undo": "#1f77b4", "rewind": "#1f77b4", "branch": BRANCH_COLORS
 CHANGE_COLOR = "#d62728"
 
 
+def _number(x):
+    return np.nan if x is None else x  # a gap in the plot: say, validation values of a run without validation
+
+
 def _mark_changes(fig, markers):
     fig.vspan("step", source=markers, line_color="color", line_dash="dashed")
     fig.add_layout(LabelSet(x="step", y=5, y_units="screen", text="label", source=markers, text_font_size="9pt",
@@ -105,13 +109,13 @@ class LearningCurves:
             thing.visible = False
 
     def add_branch(self, slot, observations):
-        rows = [o.data for o in observations if o.kind == "batch"]
+        rows = [o for o in observations if o.kind == "batch"]
         if rows:
             self.branches[slot]["source"].stream(self._columns(rows), rollover=self.rollover)
 
     def _columns(self, rows):
-        new = {k: [r.get(k, np.nan) for r in rows] for k in self.BATCH}
-        new["silent_pct"] = [100.0 * r.get("silent_fraction", np.nan) for r in rows]
+        new = {k: [getattr(r, k) for r in rows] for k in self.BATCH}
+        new["silent_pct"] = [100.0 * r.silent_fraction for r in rows]
         return new
 
     def clear(self):
@@ -150,20 +154,21 @@ class LearningCurves:
         self.clear()
 
     def add(self, observations):
-        rows = [o.data for o in observations if o.kind == "batch"]
+        rows = [o for o in observations if o.kind == "batch"]
         if rows:
             self.batches.stream(self._columns(rows), rollover=self.rollover)
             for r in rows:
-                name = r.get("loss_name")
+                name = r.loss_name
                 if name and (not self.loss_names or self.loss_names[-1] != name):
                     self.loss_names.append(name)
-        epochs = [o.data for o in observations if o.kind == "epoch"]
+        epochs = [o for o in observations if o.kind == "epoch"]
         if epochs:
-            self.epochs.stream({k: [e.get(k, np.nan) for e in epochs] for k in self.EPOCH}, rollover=self.rollover)
-        events = [o.data for o in observations if o.kind == "event" and "label" in o.data]
+            self.epochs.stream({k: [_number(getattr(e, k)) for e in epochs] for k in self.EPOCH},
+                               rollover=self.rollover)
+        events = [o for o in observations if o.kind == "event" and o.label is not None]
         if events:
-            self.markers.stream({"step": [e["step"] for e in events], "label": [e["label"] for e in events],
-                                 "color": [MARKER_COLORS.get(e.get("what"), CHANGE_COLOR) for e in events]},
+            self.markers.stream({"step": [e.step for e in events], "label": [e.label for e in events],
+                                 "color": [MARKER_COLORS.get(e.what, CHANGE_COLOR) for e in events]},
                                 rollover=MARKERS)
 
     def layout(self):

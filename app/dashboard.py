@@ -261,8 +261,8 @@ class Dashboard(PageRole, PageBranches, pn.viewable.Viewer):
         n_before = len(self.probes)
         arrived = self.probes.add(observations)
         now = time.monotonic()
-        self._band_rows += [(o.data["step"], o.data["weight_percentiles"]) for o in observations
-                            if o.kind == "batch" and "weight_percentiles" in o.data]
+        self._band_rows += [(o.step, o.weight_percentiles) for o in observations
+                            if o.kind == "batch" and o.weight_percentiles is not None]
         if arrived:
             self._probe_waiting = self.follow.value or n_before == 0
             if not self._probe_waiting:

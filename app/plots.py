@@ -2,7 +2,7 @@
 
 Each view owns its ColumnDataSources and is only ever touched from the periodic callback of its
 browser session (Bokeh's event loop), never from the training thread. Probe views draw one probe
-(a dict made by `slim_probe`), so the dashboard can show an older one when the user scrubs back."""
+(a dict made by `slim_probe` of a ProbeRecord), so the dashboard can show an older one when the user scrubs back."""
 import threading
 from collections import OrderedDict, deque
 
@@ -37,31 +37,31 @@ def slim_probe(p, n_top=len(TOP_COLORS)):
     """What the probe views draw, without the full hidden adjoint traces (a probe is kept for
     scrubbing, and the full traces would cost hundreds of kB each). Readout traces are thinned to
     MAX_TRACE_POINTS in time: every browser receives them, and a plot is no wider than that."""
-    ids = np.asarray(p["hidden_ids"])
-    label = int(p.get("label") or 0)
-    diff = np.asarray(p["lambda_v_out"], np.float32) - np.asarray(p["lambda_i_out"], np.float32)
-    v = np.asarray(p["readout_v"], np.float32)
+    ids = np.asarray(p.hidden_ids)
+    label = int(p.label or 0)
+    diff = np.asarray(p.lambda_v_out, np.float32) - np.asarray(p.lambda_i_out, np.float32)
+    v = np.asarray(p.readout_v, np.float32)
     diff, v = (x if x.ndim == 2 else x[:, None] for x in (diff, v))
     every = -(-v.shape[0] // MAX_TRACE_POINTS)  # ceil
-    n_hidden = np.asarray(p["w_out"]).shape[0] if "w_out" in p else int(ids.max(initial=-1)) + 1
+    w_out = np.asarray(p.w_out) if p.w_out is not None else None
+    n_hidden = w_out.shape[0] if w_out is not None else int(ids.max(initial=-1)) + 1
     counts = np.bincount(ids, minlength=n_hidden) if len(ids) else np.zeros(n_hidden, int)
     top = np.argsort(counts, kind="stable")[::-1][:n_top]
     top = top[counts[top] > 0]
-    w_out = np.asarray(p["w_out"]) if "w_out" in p else None
     return {
-        "step": p.get("step"), "epoch": p.get("epoch"), "label": label, "dt": float(p["dt"]),
+        "step": p.step, "epoch": p.epoch, "label": label, "dt": float(p.dt),
         # narrow types: these arrays go to every browser as they are
-        "input_times": np.asarray(p["input_times"], np.float32), "input_channels": np.asarray(p["input_channels"], np.int32),
-        "hidden_times": np.asarray(p["hidden_times"], np.float32), "hidden_ids": ids.astype(np.int32),
-        "transported": np.asarray(p["transported"]), "counts": counts, "top": top,
-        "trace_t": (np.arange(0, v.shape[0], every) * float(p["dt"])).astype(np.float32),
+        "input_times": np.asarray(p.input_times, np.float32), "input_channels": np.asarray(p.input_channels, np.int32),
+        "hidden_times": np.asarray(p.hidden_times, np.float32), "hidden_ids": ids.astype(np.int32),
+        "transported": np.asarray(p.transported), "counts": counts, "top": top,
+        "trace_t": (np.arange(0, v.shape[0], every) * float(p.dt)).astype(np.float32),
         "diff": np.ascontiguousarray(diff[::every]), "readout_v": np.ascontiguousarray(v[::every]),
         "w_to_label": None if w_out is None else w_out[:, min(label, w_out.shape[1] - 1)].copy(),
-        "weight_histograms": p.get("weight_histograms", {}),
+        "weight_histograms": p.weight_histograms or {},
     }
 
 
-_slimmed = OrderedDict()  # id(probe data) -> (probe data, slim probe): every browser session shows the same probes
+_slimmed = OrderedDict()  # id(probe record) -> (probe record, slim probe): every browser session shows the same probes
 _slimmed_lock = threading.Lock()
 
 
@@ -91,7 +91,7 @@ class ProbeHistory:
 
     def add(self, observations):
         """Take in the probes among `observations`; returns how many arrived."""
-        probes = [slim_probe_shared(o.data) for o in observations if o.kind == "probe"]
+        probes = [slim_probe_shared(o) for o in observations if o.kind == "probe"]
         self.items.extend(probes)
         return len(probes)
 

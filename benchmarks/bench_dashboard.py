@@ -247,11 +247,10 @@ class SampleCounter:
     def __call__(self, obs):
         if obs.kind != "batch":
             return
-        d = obs.data
-        last = d.get("batch") == d.get("n_batches")
-        self.samples += self.n_train - (d["n_batches"] - 1) * self.batch_size if last else self.batch_size
+        last = obs.batch == obs.n_batches
+        self.samples += self.n_train - (obs.n_batches - 1) * self.batch_size if last else self.batch_size
         self.batches += 1
-        self.rate_hz_sum += float(d.get("rate_hz", 0.0))
+        self.rate_hz_sum += float(obs.rate_hz)
 
     def read(self):
         return time.perf_counter(), self.samples, self.batches, self.rate_hz_sum

@@ -75,27 +75,26 @@ class ProgressPrinter:
     def __call__(self, obs):
         from tqdm import tqdm
 
-        d = obs.data
         if obs.kind == "batch":
             if self.bar is None:
-                self.bar = tqdm(total=d["n_batches"], desc=f"epoch {d['epoch']}", unit="batch", file=self.stream,
+                self.bar = tqdm(total=obs.n_batches, desc=f"epoch {obs.epoch}", unit="batch", file=self.stream,
                                 leave=False, dynamic_ncols=True)
             self.bar.update(1)
-            self.bar.set_postfix(loss=f"{d['loss']:.3f}", acc=f"{d['accuracy']:.2f}", hz=f"{d['rate_hz']:.1f}",
-                                 sps=f"{d['samples_per_s']:.0f}")
+            self.bar.set_postfix(loss=f"{obs.loss:.3f}", acc=f"{obs.accuracy:.2f}", hz=f"{obs.rate_hz:.1f}",
+                                 sps=f"{obs.samples_per_s:.0f}")
         elif obs.kind == "epoch":
             if self.bar is not None:
                 self.bar.close()
                 self.bar = None
-            line = (f"epoch {d['epoch']:>3}  train loss {d['train_loss']:.4f} acc {d['train_accuracy']:.3f}")
-            seconds = f"{d['train_seconds']:.1f} s"
-            if "validation_accuracy" in d:
-                line += (f"  val loss {d['validation_loss']:.4f} acc {d['validation_accuracy']:.3f}"
-                         f"  hidden {d['validation_rate_hz']:.1f} Hz, silent {d['validation_silent_fraction']:.0%}")
-                seconds += f" + {d['validation_seconds']:.1f} s validation"
-            print(line + f"  ({seconds}; {d['wall_s']:.1f} s in all)", flush=True)
-        elif obs.kind == "event" and d.get("what") == "non_finite":
-            tqdm.write(d["message"], file=sys.stdout)  # above the bar, which stays
+            line = (f"epoch {obs.epoch:>3}  train loss {obs.train_loss:.4f} acc {obs.train_accuracy:.3f}")
+            seconds = f"{obs.train_seconds:.1f} s"
+            if obs.validation_accuracy is not None:
+                line += (f"  val loss {obs.validation_loss:.4f} acc {obs.validation_accuracy:.3f}"
+                         f"  hidden {obs.validation_rate_hz:.1f} Hz, silent {obs.validation_silent_fraction:.0%}")
+                seconds += f" + {obs.validation_seconds:.1f} s validation"
+            print(line + f"  ({seconds}; {obs.wall_s:.1f} s in all)", flush=True)
+        elif obs.kind == "event" and obs.what == "non_finite":
+            tqdm.write(obs.message, file=sys.stdout)  # above the bar, which stays
 
     def close(self):
         if self.bar is not None:

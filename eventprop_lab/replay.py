@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .history import FIELDS, LongHistory
-from .observe import Observation
+from .observe import EpochRecord, EventRecord
 
 FORMAT, VERSION = "eventprop-replay", 1
 BLOCK_ID = "eventprop-replay"
@@ -43,32 +43,32 @@ def _band(traces, label):
 
 
 def replay_probe(p):
-    """What a replay keeps of one probe (the data of a "probe" observation): the input and hidden
-    rasters, the readout voltages and λ_V − λ_I (correct class, range of the others) over at most
-    MAX_TRACE_POINTS times, the most active hidden neurons and the weight histograms."""
-    label = int(p.get("label") or 0)
-    t_in, ch_in = np.asarray(p["input_times"]), np.asarray(p["input_channels"])
+    """What a replay keeps of one probe (a ProbeRecord): the input and hidden rasters, the readout
+    voltages and λ_V − λ_I (correct class, range of the others) over at most MAX_TRACE_POINTS
+    times, the most active hidden neurons and the weight histograms."""
+    label = int(p.label or 0)
+    t_in, ch_in = np.asarray(p.input_times), np.asarray(p.input_channels)
     k_in = -(-len(t_in) // MAX_INPUT_POINTS) or 1  # ceil
-    v = np.asarray(p["readout_v"], float)
-    diff = np.asarray(p["lambda_v_out"], float) - np.asarray(p["lambda_i_out"], float)
+    v = np.asarray(p.readout_v, float)
+    diff = np.asarray(p.lambda_v_out, float) - np.asarray(p.lambda_i_out, float)
     every = -(-v.shape[0] // MAX_TRACE_POINTS) or 1
     v, diff = v[::every], diff[::every]
-    ids = np.asarray(p["hidden_ids"], int)
+    ids = np.asarray(p.hidden_ids, int)
     counts = np.bincount(ids) if len(ids) else np.zeros(0, int)
     top = np.argsort(counts, kind="stable")[::-1][:N_TOP]
     v_correct, v_lo, v_hi = _band(v, label)
     d_correct, d_lo, d_hi = _band(diff, label)
     return {
-        "step": p.get("step"), "epoch": p.get("epoch"), "label": label,
+        "step": p.step, "epoch": p.epoch, "label": label,
         "input_t": t_in[::k_in], "input_ch": ch_in[::k_in], "input_every": k_in, "input_total": len(t_in),
-        "hidden_t": np.asarray(p["hidden_times"], float), "hidden_id": ids,
+        "hidden_t": np.asarray(p.hidden_times, float), "hidden_id": ids,
         "top": top[counts[top] > 0],
-        "trace_t": np.arange(0, len(p["readout_v"]), every) * float(p["dt"]),
+        "trace_t": np.arange(0, len(p.readout_v), every) * float(p.dt),
         "v_correct": v_correct, "v_lo": v_lo, "v_hi": v_hi,
         "diff_correct": d_correct, "diff_lo": d_lo, "diff_hi": d_hi,
         "weights": {name: {"counts": np.asarray(h["counts"]), "edges": np.asarray(h["edges"]),
                            "percentiles": np.asarray(h["percentiles"])}
-                    for name, h in (p.get("weight_histograms") or {}).items()},
+                    for name, h in (p.weight_histograms or {}).items()},
     }
 
 
@@ -109,7 +109,7 @@ class ProbeAlbum:
             if self._reader.cleared:
                 self.clear()
             for obs in observations:
-                self.add(replay_probe(obs.data))
+                self.add(replay_probe(obs))
 
     def probes(self):
         """The kept probes, oldest first, the newest last."""
@@ -135,7 +135,8 @@ def album_for(session):
 
 # ---- a session as replay data --------------------------------------------------------------------
 def _scalars(record):
-    return {k: v for k, v in record.items() if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
+    return {k: v for k, v in record.to_dict().items()
+            if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
 
 
 def session_replay(session, album=None, title="Eventprop Lab"):
@@ -153,9 +154,9 @@ def session_replay(session, album=None, title="Eventprop Lab"):
         "settings": {k: SETTINGS[k].to_text(v) for k, v in settings.items() if k in SETTINGS},
         "curves": session.long_history.columns(),
         "curves_note": "every batch of the recent past; before it, means over blocks of batches",
-        "epochs": [_scalars(o.data) for o in history if o.kind == "epoch"],
-        "markers": [{"step": o.data.get("step"), "label": o.data["label"], "what": o.data.get("what", "")}
-                    for o in history if o.kind == "event" and "label" in o.data],
+        "epochs": [_scalars(o) for o in history if o.kind == "epoch"],
+        "markers": [{"step": o.step, "label": o.label, "what": o.what}
+                    for o in history if o.kind == "event" and o.label is not None],
         "probes": probes, "probes_seen": album.seen, "probes_stride": album.stride,
         "probes_note": (f"{len(probes)} of the {album.seen} probes recorded since the last reset: every "
                         f"{album.stride}{'st' if album.stride == 1 else 'th'} and the newest "
@@ -219,11 +220,11 @@ class Replay:
         return history
 
     def observations(self):
-        """The epochs and the markers as observations, for the views that draw the live stream."""
-        epochs = [Observation("epoch", {k: np.nan if v is None else v for k, v in e.items()})
+        """The epochs and the markers as records, for the views that draw the live stream."""
+        epochs = [EpochRecord.from_dict({k: np.nan if v is None else v for k, v in e.items()})
                   for e in self.data["epochs"]]
-        markers = [Observation("event", dict(m)) for m in self.data["markers"]]
-        return sorted(epochs + markers, key=lambda o: o.data.get("step") or 0)
+        markers = [EventRecord.from_dict(m) for m in self.data["markers"]]
+        return sorted(epochs + markers, key=lambda o: o.step or 0)
 
 
 def read_replay(source, name=None):

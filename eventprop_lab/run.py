@@ -11,7 +11,7 @@ from kernels import Params
 
 from .config import AugmentConfig, RunConfig, config_to_dict, configs_from_dict
 from .network import NetworkConfig, atomic_write, init_params, read_npz
-from .observe import MetricsWriter, Observation, probe_data, truncate_metrics
+from .observe import BatchRecord, EpochRecord, EventRecord, MetricsWriter, ProbeRecord, probe_data, truncate_metrics
 from .optim import format_rate
 from .regularisers import lift_silent
 from .training import NonFiniteStep, Trainer, TrainingConfig
@@ -119,19 +119,19 @@ class EpochProgress:
         self.correct += int(metrics["accuracy"] * len(idx) + 0.5)
         self.seen += len(idx)
         self._clock(t_start)
-        extra = {}
+        probed = percentiles = None
         if probe:
             data = probe_data(res, samples, run.trainer.params, sample=0)
             data.update(label=int(labels[0]), epoch=run.epoch + 1, step=run.step)
+            probed = ProbeRecord(**data)
             # in the batch record too: batch records are kept far longer than probes, so a view
             # that starts late can still draw the weights' history (and the metrics file keeps it)
-            extra["weight_percentiles"] = {name: [float(q) for q in h["percentiles"]]
-                                           for name, h in data["weight_histograms"].items()}
-        run.emit("batch", epoch=run.epoch + 1, batch=self.next, n_batches=len(self.index_batches), step=run.step,
-                 lr=run.trainer.schedule.lr, samples_per_s=len(idx) / elapsed, loss_name=run.training.loss,
-                 **metrics, **extra)
-        if probe:
-            run.emit("probe", **data)
+            percentiles = {name: [float(q) for q in h["percentiles"]] for name, h in probed.weight_histograms.items()}
+        run.emit(BatchRecord(epoch=run.epoch + 1, batch=self.next, n_batches=len(self.index_batches), step=run.step,
+                             lr=run.trainer.schedule.lr, samples_per_s=len(idx) / elapsed,
+                             loss_name=run.training.loss, **metrics, weight_percentiles=percentiles))
+        if probed is not None:
+            run.emit(probed)
         return len(idx)
 
     def _skip(self, exc: NonFiniteStep, rng_state):
@@ -161,11 +161,12 @@ class EpochProgress:
         old = schedule.lr
         schedule.halve()
         action = "update rolled back" if exc.what == "update" else "batch skipped"
-        run.emit("event", what="non_finite", epoch=epoch, batch=batch, n_batches=len(self.index_batches),
-                 step=run.step, quantity=exc.what, names=list(exc.names), lr_old=old, lr_new=schedule.lr,
-                 skipped_in_epoch=self.skipped,
-                 message=f"{exc.describe()} at {where}: {action}, lr {format_rate(old)} → {format_rate(schedule.lr)}",
-                 label=f"non-finite {exc.what}: lr → {format_rate(schedule.lr)}")
+        run.emit(EventRecord(
+            what="non_finite", epoch=epoch, batch=batch, step=run.step,
+            message=f"{exc.describe()} at {where}: {action}, lr {format_rate(old)} → {format_rate(schedule.lr)}",
+            label=f"non-finite {exc.what}: lr → {format_rate(schedule.lr)}",
+            extra={"n_batches": len(self.index_batches), "quantity": exc.what, "names": list(exc.names),
+                   "lr_old": old, "lr_new": schedule.lr, "skipped_in_epoch": self.skipped}))
 
     def finish(self):
         run, t_start = self.run, time.perf_counter()
@@ -199,12 +200,12 @@ class EpochProgress:
         run.save_checkpoint(run.out / "last.npz")
         if new_best:
             run.save_checkpoint(run.out / "best.npz")
-        run.emit("epoch", **summary)
+        run.emit(EpochRecord(**summary))
         return summary
 
 
 class TrainingRun:
-    """Trains one network; `observers` are called with every Observation."""
+    """Trains one network; `observers` are called with every record (observe.Observation)."""
 
     def __init__(self, run: RunConfig, net: NetworkConfig, training: TrainingConfig, augment: AugmentConfig,
                  observers=(), data=None, engine=None):
@@ -264,10 +265,9 @@ class TrainingRun:
         return gain
 
     # ---- observation ---------------------------------------------------------------------
-    def emit(self, kind, **data):
-        obs = Observation(kind, data)
+    def emit(self, record):
         for observer in self.observers:
-            observer(obs)
+            observer(record)
 
     # ---- data ----------------------------------------------------------------------------
     def _inputs(self, samples):
@@ -308,18 +308,19 @@ class TrainingRun:
         self.observers.append(writer)
         try:
             if self.epoch == 0:
-                self.emit("event", epoch=0, what="start", config=config_to_dict(self.configs))
+                self.emit(EventRecord(what="start", epoch=0, extra={"config": config_to_dict(self.configs)}))
             elif self.resumed_from is not None:
                 lr = self.trainer.schedule.lr
-                self.emit("event", epoch=self.epoch, step=self.step, what="resume", checkpoint=str(self.resumed_from),
-                          lr=lr, wall_s=self.wall_s, label=f"resumed, lr {format_rate(lr)}")
+                self.emit(EventRecord(what="resume", epoch=self.epoch, step=self.step,
+                                      label=f"resumed, lr {format_rate(lr)}",
+                                      extra={"checkpoint": str(self.resumed_from), "lr": lr, "wall_s": self.wall_s}))
                 self.resumed_from = None
             target = epochs if epochs is not None else self.run_cfg.epochs
             while self.epoch < target and not should_stop():
                 if self.train_epoch(should_stop) is None:
                     break
         except TrainingDiverged as exc:
-            self.emit("event", epoch=exc.epoch, batch=exc.batch, step=self.step, what="stopped", message=str(exc))
+            self.emit(EventRecord(what="stopped", epoch=exc.epoch, batch=exc.batch, step=self.step, message=str(exc)))
             raise
         finally:
             self.observers.remove(writer)

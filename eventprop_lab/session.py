@@ -38,8 +38,8 @@ from collections import deque
 import numpy as np
 
 from .config import AugmentConfig, config_to_dict
-from .history import LongHistory
-from .observe import MetricsWriter
+from .history import FIELDS, LongHistory
+from .observe import EventRecord, MetricsWriter
 from .rewind import CHECKPOINT_BYTES, Checkpoints, run_like
 from .run import TrainingRun
 from .settings import ROLES, SETTINGS, settings_of
@@ -100,7 +100,7 @@ class TrainingSession(Steering):
     def _observe(self, obs):
         self.buffer.append(obs)
         if obs.kind == "batch":
-            self.long_history.add(obs.data)
+            self.long_history.add({f: getattr(obs, f) for f in FIELDS})
         if obs.kind in ("epoch", "event"):
             with self._cond:
                 self._history.append(obs)
@@ -313,7 +313,7 @@ class TrainingSession(Steering):
                 run.observers.append(writer)
             if not self._announced:
                 self._announced = True
-                run.emit("event", epoch=0, what="start", config=config_to_dict(run.configs))
+                run.emit(EventRecord(what="start", epoch=0, extra={"config": config_to_dict(run.configs)}))
         except Exception as exc:
             self._fail(exc)
         try:
@@ -390,8 +390,8 @@ class TrainingSession(Steering):
                     self._pending -= 1
                     self._publish()
 
-    def _event(self, what, **data):
-        self.run.emit("event", what=what, step=self.run.step, epoch=self.run.epoch + 1, **data)
+    def _event(self, what, **fields):
+        self.run.emit(EventRecord(what=what, step=self.run.step, epoch=self.run.epoch + 1, **fields))
 
     def _train_one(self):
         try:

@@ -3,7 +3,7 @@
 _branch() run in the session's thread, at a batch boundary (or in the caller's while it has none)."""
 from concurrent.futures import Future
 from .config import AugmentConfig
-from .observe import Observation
+from .observe import EventRecord
 from .rewind import apply_hot, branch_run, hot_commands, restore, take
 from .settings import ROLES, SETTINGS, SettingError, check_settings, preset_settings, settings_of
 from .training import check_loss_supported
@@ -56,13 +56,12 @@ class Steering:
             self.settings_version += 1
             pending = sorted(self._on_reset)
             self._cond.notify_all()
-        data = {"what": "settings", "changes": dict(changes), "on_reset": pending, "step": self.run.step,
-                "epoch": self.run.epoch + 1}
+        extra = {"changes": dict(changes), "on_reset": pending}
         if source:
-            data["source"] = source
+            extra["source"] = source
         if why:
-            data["why"] = why
-        self._observe(Observation("event", data))
+            extra["why"] = why
+        self._observe(EventRecord(what="settings", step=self.run.step, epoch=self.run.epoch + 1, extra=extra))
 
     def undo(self):
         """At the next batch boundary, go back to the weights, Adam's state, the schedule and the
@@ -104,8 +103,8 @@ class Steering:
         branch.branch_label = f"branch {n}: {label}"
         self.branches.add(branch)
         try:  # the marker first: whoever waits on the future finds it in this run's stream
-            self.run.emit("event", what="branch", step=self.run.step, epoch=self.run.epoch + 1,
-                          changes=dict(changes), label=branch.branch_label)
+            self.run.emit(EventRecord(what="branch", step=self.run.step, epoch=self.run.epoch + 1,
+                                      label=branch.branch_label, extra={"changes": dict(changes)}))
         finally:  # an observer that fails must not leave the caller waiting
             future.set_result(branch)
 
@@ -141,7 +140,7 @@ class Steering:
             for k, v in (value if isinstance(value, dict) else {what: value}).items():
                 if k in self._queued and self._queued[k] == v:
                     del self._queued[k]
-        self._event(what, old=old, new=new, label=label)
+        self._event(what, label=label, extra={"old": old, "new": new})
 
     def _go_back(self, how, step):
         cp = self.checkpoints.pop_change() if how == "undo" else self.checkpoints.newest_before(step)
@@ -153,6 +152,6 @@ class Steering:
         if changed:
             self._published(changed, source=how)
         back = f"before {cp.why}" if how == "undo" else f"at step {cp.step}"
-        self._event(how, to_step=cp.step, why=cp.why, message=f"{how}: the weights from {back}",
-                    label=f"{how} → step {cp.step}")
+        self._event(how, message=f"{how}: the weights from {back}", label=f"{how} → step {cp.step}",
+                    extra={"to_step": cp.step, "why": cp.why})
 

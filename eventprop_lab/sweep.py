@@ -255,7 +255,7 @@ def _report_epoch(cell, sweep_id):
 
     def observe(obs):
         if obs.kind == "epoch":
-            worker.log_event(TOPIC, {"sweep": sweep_id, "cell": cell["name"], "epoch": obs.data["epoch"]})
+            worker.log_event(TOPIC, {"sweep": sweep_id, "cell": cell["name"], "epoch": obs.epoch})
 
     return observe
 

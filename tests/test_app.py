@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 
 from app.dashboard import Dashboard, parse_url_args  # noqa: E402
 from app.plots import MAX_TRACE_POINTS, slim_probe  # noqa: E402
+from eventprop_lab.observe import ProbeRecord  # noqa: E402
 from eventprop_lab.session import TrainingSession  # noqa: E402
 from test_session import configs, toy_data  # noqa: E402
 
@@ -371,16 +372,17 @@ def test_every_dashboard_shares_one_slimmed_copy_of_a_probe(session):
 def test_long_readout_traces_are_thinned_for_the_browser():
     T, K = 1001, 3
     rng = np.random.default_rng(0)
-    probe = {"hidden_ids": np.array([0, 1, 1]), "hidden_times": np.array([1.0, 2.0, 3.0]), "transported": np.zeros(3),
-             "input_times": np.zeros(0), "input_channels": np.zeros(0, int), "dt": 0.5, "label": 2,
-             "readout_v": rng.normal(size=(T, K)), "lambda_v_out": rng.normal(size=(T, K)),
-             "lambda_i_out": rng.normal(size=(T, K)), "w_out": np.ones((2, K))}
+    probe = ProbeRecord(hidden_ids=np.array([0, 1, 1]), hidden_times=np.array([1.0, 2.0, 3.0]),
+                        transported=np.zeros(3), input_times=np.zeros(0), input_channels=np.zeros(0, int), dt=0.5, label=2,
+                        readout_v=rng.normal(size=(T, K)), lambda_v_out=rng.normal(size=(T, K)),
+                        lambda_i_out=rng.normal(size=(T, K)), lambda_v=np.zeros((T, 2)), lambda_i=np.zeros((T, 2)),
+                        w_out=np.ones((2, K)))
     p = slim_probe(probe)
     every = 3  # ceil(1001 / 500)
     assert len(p["trace_t"]) == p["readout_v"].shape[0] == p["diff"].shape[0] <= MAX_TRACE_POINTS
     assert np.allclose(p["trace_t"], np.arange(0, T, every) * 0.5)
-    assert np.allclose(p["readout_v"], probe["readout_v"][::every])
-    assert np.allclose(p["diff"], (probe["lambda_v_out"] - probe["lambda_i_out"])[::every], atol=1e-6)
+    assert np.allclose(p["readout_v"], probe.readout_v[::every])
+    assert np.allclose(p["diff"], (probe.lambda_v_out - probe.lambda_i_out)[::every], atol=1e-6)
 
 
 def test_a_page_opened_late_draws_the_weights_history_the_session_remembers(tmp_path):
@@ -393,7 +395,7 @@ def test_a_page_opened_late_draws_the_weights_history_the_session_remembers(tmp_
         assert [p["step"] for p in d.probes.items] == [9, 13]
         for name in ("W_in", "W_rec", "W_out"):
             assert list(d.weights[name].bands.data["step"]) == [1, 5, 9, 13]
-        newest = s.reader().poll(kinds=("probe",))[-1].data  # the step-13 probe: the same numbers
-        assert d.weights["W_out"].bands.data["p50"][-1] == newest["weight_histograms"]["W_out"]["percentiles"][2]
+        newest = s.reader().poll(kinds=("probe",))[-1]  # the step-13 probe: the same numbers
+        assert d.weights["W_out"].bands.data["p50"][-1] == newest.weight_histograms["W_out"]["percentiles"][2]
     finally:
         s.stop()

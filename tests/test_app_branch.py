@@ -73,15 +73,15 @@ def test_a_branch_is_drawn_over_the_run_on_every_page_and_on_one_opened_later(se
     session.wait(), branch.wait()
     assert session.progress["step"] == branch.progress["step"] == first + more
     rows = kinds(branch, "batch")
-    assert {r["loss_name"] for r in rows} == {loss}
+    assert {r.loss_name for r in rows} == {loss}
     late = Dashboard(session=session, steering=False, status_interval=0)
     late.__panel__()
     for page in (teacher, student, late):
         page.update()
         data, legend, shown = drawn(page, slot)
         assert list(data["step"]) == list(range(first + 1, first + more + 1)) and shown and legend == label
-        assert np.allclose(data["loss"], [r["loss"] for r in rows])
-        assert np.allclose(data["silent_pct"], [100 * r["silent_fraction"] for r in rows])
+        assert np.allclose(data["loss"], [r.loss for r in rows])
+        assert np.allclose(data["silent_pct"], [100 * r.silent_fraction for r in rows])
         assert list(page.curves.batches.data["step"]) == list(range(1, first + more + 1))  # the run's own
         assert label in page.curves.markers.data["label"] and label in page.branch_note.object
         assert page.branch_pick.options == {label: slot}

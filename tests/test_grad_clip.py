@@ -77,16 +77,16 @@ def test_the_trainer_clips_an_outlier_batch_and_reports_its_raw_norm(tmp_path, m
     step = int(np.random.default_rng().integers(12, 20))
     _outlier_at(monkeypatch, step, 1e4)
     run.fit(epochs=1)
-    batches = [o.data for o in seen if o.kind == "batch"]
+    batches = [o for o in seen if o.kind == "batch"]
     assert len(batches) >= 20
-    before = [b["grad_norm"] for b in batches[:step - 1]]
+    before = [b.grad_norm for b in batches[:step - 1]]
     hit = batches[step - 1]
-    assert hit["grad_norm"] > 1e3 * np.median(before)
+    assert hit.grad_norm > 1e3 * np.median(before)
     if clip:
-        assert hit["grad_scale"] * hit["grad_norm"] == pytest.approx(5.0 * np.median(before[-100:]), rel=1e-6)
+        assert hit.grad_scale * hit.grad_norm == pytest.approx(5.0 * np.median(before[-100:]), rel=1e-6)
     else:
-        assert hit["grad_scale"] == 1.0
-    assert all(b["grad_scale"] == 1.0 for b in batches[:10])
+        assert hit.grad_scale == 1.0
+    assert all(b.grad_scale == 1.0 for b in batches[:10])
 
 
 def test_the_norm_history_survives_a_checkpoint(tmp_path):

@@ -60,22 +60,21 @@ def test_a_nan_gradient_skips_the_batch_halves_the_rate_and_training_goes_on(tmp
     snaps.run = run
     run.fit()
     assert run.epoch == 3 and run.step == 3 * 4 - 1 and run.trainer.optimiser.t == run.step
-    kinds = [obs.kind if obs.kind != "event" else obs.data["what"] for obs, *_ in snaps.seen]
+    kinds = [obs.kind if obs.kind != "event" else obs.what for obs, *_ in snaps.seen]
     i = kinds.index("non_finite")
     assert kinds[i - 2:i + 2] == ["batch", "batch", "non_finite", "batch"]
     (_, before, adam_before, _, _), (event, at, adam_at, lr, base) = snaps.seen[i - 1], snaps.seen[i]
     assert at is before  # the trainer kept the very same weights: the batch changed nothing
     assert adam_at.keys() == adam_before.keys() and all(np.array_equal(adam_at[k], adam_before[k]) for k in adam_at)
     assert (lr, base) == (5e-3, 5e-3)
-    d = event.data
-    assert d["message"] == "non-finite gradient (W_in) at epoch 1 batch 3: batch skipped, lr 1e-2 → 5e-3"
-    assert (d["epoch"], d["batch"], d["step"], d["quantity"]) == (1, 3, 2, "gradient")
-    assert (d["lr_old"], d["lr_new"]) == (1e-2, 5e-3)
-    assert d["label"]  # the dashboard draws a marker for events with a label
+    assert event.message == "non-finite gradient (W_in) at epoch 1 batch 3: batch skipped, lr 1e-2 → 5e-3"
+    assert (event.epoch, event.batch, event.step, event.extra["quantity"]) == (1, 3, 2, "gradient")
+    assert (event.extra["lr_old"], event.extra["lr_new"]) == (1e-2, 5e-3)
+    assert event.label  # the dashboard draws a marker for events with a label
 
     records = read_metrics(tmp_path / "run" / "metrics.jsonl")
     (recorded,) = [r for r in records if r.get("what") == "non_finite"]
-    assert recorded["message"] == d["message"]
+    assert recorded["message"] == event.message
     epochs = [r for r in records if r["kind"] == "epoch"]
     assert [e["skipped_batches"] for e in epochs] == [1, 0, 0]
     assert [e["lr"] for e in epochs] == [5e-3] * 3  # halved once, and it stays halved
@@ -107,12 +106,12 @@ def test_an_update_that_overflows_is_rolled_back(tmp_path):
 
     run.trainer.optimiser.step = overflowing
     run.fit(epochs=1)
-    (i,) = [i for i, (obs, *_) in enumerate(snaps.seen) if obs.data.get("what") == "non_finite"]
+    (i,) = [i for i, (obs, *_) in enumerate(snaps.seen) if obs.kind == "event" and obs.what == "non_finite"]
     (_, before, adam_before, _, _), (event, at, adam_at, _, _) = snaps.seen[i - 1], snaps.seen[i]
     assert at is before and all(np.array_equal(adam_at[k], adam_before[k]) for k in adam_at)
     assert int(adam_at["t"]) == 1
-    assert event.data["message"].startswith("non-finite weights after the update (W_in")
-    assert event.data["message"].endswith("at epoch 1 batch 2: update rolled back, lr 1e-2 → 5e-3")
+    assert event.message.startswith("non-finite weights after the update (W_in")
+    assert event.message.endswith("at epoch 1 batch 2: update rolled back, lr 1e-2 → 5e-3")
     assert all(np.all(np.isfinite(p)) for p in run.trainer.params if p is not None)
     assert run.step == 3 and run.trainer.optimiser.t == 3
 
@@ -253,7 +252,7 @@ def test_the_dashboard_session_skips_a_nan_batch_with_a_marker_and_trains_on(tmp
         assert session.wait() and session.status == "paused" and session.last_error is None
     finally:
         session.stop()
-    (event,) = [o.data for o in session.history() if o.kind == "event" and o.data["what"] == "non_finite"]
-    assert event["label"] == "non-finite gradient: lr → 5e-3" and event["step"] == 1
+    (event,) = [o for o in session.history() if o.kind == "event" and o.what == "non_finite"]
+    assert event.label == "non-finite gradient: lr → 5e-3" and event.step == 1
     assert session.progress["epoch"] == 1 and session.progress["step"] == 5
     assert session.run.trainer.schedule.lr == 5e-3

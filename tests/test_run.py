@@ -43,7 +43,7 @@ def test_a_run_trains_and_leaves_checkpoints_and_metrics(tmp_path):
     assert {"validation_accuracy", "validation_rate_hz", "validation_silent_fraction"} <= set(epochs[0])
     assert best["epoch"] >= 1
     probes = [o for o in seen if o.kind == "probe"]
-    assert probes and probes[0].data["lambda_v_out"].shape[1] == 4
+    assert probes and probes[0].lambda_v_out.shape[1] == 4
     assert export_csv(out / "metrics.jsonl", out / "epochs.csv") == 3
     assert (out / "epochs.csv").read_text().splitlines()[0].startswith("kind,epoch")
     params, state, _ = load_checkpoint(out / "last.npz")

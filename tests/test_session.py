@@ -9,7 +9,7 @@ import pytest
 from eventprop_lab.config import AugmentConfig, RunConfig
 from eventprop_lab.data import SpikeDataset
 from eventprop_lab.network import NetworkConfig, init_params
-from eventprop_lab.observe import Observation, read_metrics
+from eventprop_lab.observe import BatchRecord, ProbeRecord, read_metrics
 from eventprop_lab.run import TrainingRun
 from eventprop_lab.session import ObservationBuffer, TrainingSession
 from eventprop_lab.toy import spike_patterns
@@ -41,7 +41,19 @@ def session(tmp_path):
 
 
 def kinds(session, kind):
-    return [obs.data for _, obs in session.buffer.since(0).items if obs.kind == kind]
+    return [obs for _, obs in session.buffer.since(0).items if obs.kind == kind]
+
+
+def batch_record(step):
+    return BatchRecord(epoch=1, batch=step, n_batches=10, step=step, lr=1e-3, samples_per_s=1.0, loss_name="sum_exp",
+                       loss=1.0, accuracy=0.5, rate_hz=10.0, silent_fraction=0.0, grad_norm=1.0, grad_scale=1.0)
+
+
+def probe_record(step):
+    empty = np.zeros(0)
+    return ProbeRecord(input_times=empty, input_channels=empty, hidden_times=empty, hidden_ids=empty,
+                       transported=empty, readout_v=empty, lambda_v_out=empty, lambda_i_out=empty, lambda_v=empty,
+                       lambda_i=empty, dt=1.0, step=step)
 
 
 def test_start_pause_resume_step_and_step_epoch(session):
@@ -66,7 +78,7 @@ def test_start_pause_resume_step_and_step_epoch(session):
     assert session.wait()
     p = session.progress
     assert p["epoch"] == epochs + 1 and p["batch"] == 0 and p["samples_per_s"] > 0
-    assert [e["epoch"] for e in kinds(session, "epoch")] == list(range(1, epochs + 2))
+    assert [e.epoch for e in kinds(session, "epoch")] == list(range(1, epochs + 2))
     session.step_epoch()  # from an epoch boundary: one whole epoch
     assert session.wait() and session.progress["epoch"] == epochs + 2
     assert session.progress["step"] == 6 * (epochs + 2)
@@ -98,18 +110,18 @@ def test_a_hot_loss_change_applies_at_a_batch_boundary_and_keeps_the_network(ses
     init = init_params(session.run.net, rng=session.run.training.seed)
     w_out = {}
     session.run.observers.append(lambda o: o.kind == "batch" and w_out.setdefault(
-        o.data["step"], session.run.trainer.params.W_out.copy()))
+        o.step, session.run.trainer.params.W_out.copy()))
     trainer = session.run.trainer
     session.start()
     session.wait(until=lambda p: p["step"] >= 12)  # by now W_out is ~0.1 from its init
     session.set_loss("sum")
     session.wait(until=lambda p: p["loss"] == "sum" and p["step"] >= 16)
     session.stop()
-    (event,) = [e for e in kinds(session, "event") if e["what"] == "loss"]
-    assert (event["old"], event["new"], event["label"]) == ("sum_exp", "sum", "loss → sum")
-    s0 = event["step"]
-    assert s0 >= 12 and event in [o.data for o in session.history()]
-    names = {b["step"]: b["loss_name"] for b in kinds(session, "batch")}
+    (event,) = [e for e in kinds(session, "event") if e.what == "loss"]
+    assert (event.extra["old"], event.extra["new"], event.label) == ("sum_exp", "sum", "loss → sum")
+    s0 = event.step
+    assert s0 >= 12 and event in session.history()
+    names = {b.step: b.loss_name for b in kinds(session, "batch")}
     assert {names[k] for k in names if k <= s0} == {"sum_exp"} and {names[k] for k in names if k > s0} == {"sum"}
     # the step after the change moved the weights by one Adam step (<= ~lr), not back to their init
     assert np.abs(w_out[s0 + 1] - w_out[s0]).max() < 0.02
@@ -125,14 +137,14 @@ def test_other_hot_changes_take_effect_and_are_recorded(session):
     session.set_regulariser(strength=1e-6, nu=5)
     session.step(1)
     session.wait()
-    assert kinds(session, "batch")[-1]["lr"] == 3e-3
+    assert kinds(session, "batch")[-1].lr == 3e-3
     run = session.run
     assert run.augment.shift and run.augment.max_shift == 5 and run.augmentation is not None
     assert (run.training.reg_strength, run.training.reg_nu, run.training.lr) == (1e-6, 5.0, 3e-3)
-    events = {e["what"]: e for e in kinds(session, "event") if e["what"] != "start"}
-    assert events["lr"]["old"] == 1e-2 and events["lr"]["new"] == 3e-3 and events["lr"]["step"] == 1
-    assert events["augment"]["old"] == {"shift": False, "max_shift": 40}
-    assert events["regulariser"]["new"] == {"reg_strength": 1e-6, "reg_nu": 5.0}
+    events = {e.what: e for e in kinds(session, "event") if e.what != "start"}
+    assert events["lr"].extra["old"] == 1e-2 and events["lr"].extra["new"] == 3e-3 and events["lr"].step == 1
+    assert events["augment"].extra["old"] == {"shift": False, "max_shift": 40}
+    assert events["regulariser"].extra["new"] == {"reg_strength": 1e-6, "reg_nu": 5.0}
 
     before = (len(session.history()), session.buffer.newest, run.training.loss, run.training.lr)
     bad = [lambda: session.set_loss("nope"), lambda: session.set_learning_rate(0),
@@ -169,8 +181,8 @@ def test_a_nan_loss_pauses_with_an_error_and_keeps_the_weights(session):
     session.start()
     assert session.wait() and session.status == "error"
     assert "NaN" in session.last_error and session.progress["step"] == 2
-    (event,) = [e for e in kinds(session, "event") if e["what"] == "error"]
-    assert "NaN" in event["message"] and event["step"] == 2
+    (event,) = [e for e in kinds(session, "event") if e.what == "error"]
+    assert "NaN" in event.message and event.step == 2
     for a, b in zip(good, session.params):
         assert a is b or np.array_equal(a, b)
     session.set_loss("sum_exp")  # the fix: a fresh loss object
@@ -208,7 +220,7 @@ def test_a_failed_batch_is_retried_on_resume_with_the_same_data(tmp_path):
 
 def test_a_failing_observer_pauses_the_session_without_losing_the_batch(session):
     def picky(obs):
-        if obs.kind == "batch" and obs.data["step"] == 6 and "fired" not in session.__dict__:
+        if obs.kind == "batch" and obs.step == 6 and "fired" not in session.__dict__:
             session.fired = True
             raise KeyError("the dashboard went away")
 
@@ -256,14 +268,14 @@ def test_readers_keep_their_own_cursors_and_never_slow_training(session):
 def test_a_reader_that_falls_behind_gets_the_newest_and_a_missed_count():
     buf = ObservationBuffer(capacity=4, probe_capacity=2)
     for i in range(10):
-        buf.append(Observation("probe" if i % 3 == 0 else "batch", {"i": i}))
+        buf.append(probe_record(i) if i % 3 == 0 else batch_record(i))
     got = buf.since(0)
     # the newest batches (5, 6, 8, 9) and probes (7, 10) are held, merged into one stream
     assert [seq for seq, _ in got.items] == [5, 6, 7, 8, 9, 10]
     assert got.cursor == 10 and got.missed == 4 and not got.cleared
     assert buf.since(8).items == got.items[-2:] and buf.since(8).missed == 0
     buf.clear()
-    buf.append(Observation("batch", {}))
+    buf.append(batch_record(0))
     after = buf.since(3)
     assert after.cleared and after.missed == 0 and [s for s, _ in after.items] == [12]
     assert not buf.since(None).cleared and not buf.since(11).cleared and buf.since(11).items == after.items
@@ -285,7 +297,7 @@ def test_the_buffer_serves_concurrent_readers_without_losing_order():
     for t in readers:
         t.start()
     for i in range(n):
-        buf.append(Observation("probe" if i % 50 == 0 else "batch", {}))
+        buf.append(probe_record(i) if i % 50 == 0 else batch_record(i))
     for t in readers:
         t.join()
     for seqs, missed in results:
@@ -333,7 +345,7 @@ def test_reset_gives_fresh_weights_an_empty_history_and_no_thread(session):
     assert not np.array_equal(init.W_out, session.params.W_out)
     session.step(2)
     assert session.wait() and session.progress["step"] == 2
-    assert [o.data["what"] for o in reader.poll() if o.kind == "event"] == ["start"]
+    assert [o.what for o in reader.poll() if o.kind == "event"] == ["start"]
 
 
 def test_undo_restores_the_weights_optimiser_and_loss_from_before_the_last_change(session):
@@ -351,15 +363,16 @@ def test_undo_restores_the_weights_optimiser_and_loss_from_before_the_last_chang
     assert session.params is before and opt.t == t and all(np.array_equal(opt.m[k], m[k]) for k in m)
     assert session.settings["loss"] == session.run.training.loss == "sum_exp" and session.settings_version > version
     assert session.progress["step"] == 5  # the count goes on; the curves mark the undo
-    undo = [e for e in kinds(session, "event") if e["what"] == "undo"]
-    assert undo[-1]["label"] == "undo → step 3" and undo[-1]["why"] == "loss → avg_xentropy"
-    assert [e for e in kinds(session, "event") if e.get("source") == "undo"][-1]["changes"] == {"loss": "sum_exp"}
+    undo = [e for e in kinds(session, "event") if e.what == "undo"]
+    assert undo[-1].label == "undo → step 3" and undo[-1].extra["why"] == "loss → avg_xentropy"
+    published = [e for e in kinds(session, "event") if e.extra.get("source") == "undo"]
+    assert published[-1].extra["changes"] == {"loss": "sum_exp"}
     session.step(1)
     session.wait()
-    assert kinds(session, "batch")[-1]["loss_name"] == "sum_exp" and opt.t == t + 1
+    assert kinds(session, "batch")[-1].loss_name == "sum_exp" and opt.t == t + 1
     session.undo()  # nothing left to undo: said, no marker, nothing changes
     session.wait()
-    assert "nothing to undo" in kinds(session, "event")[-1]["message"] and "label" not in kinds(session, "event")[-1]
+    assert "nothing to undo" in kinds(session, "event")[-1].message and kinds(session, "event")[-1].label is None
     assert opt.t == t + 1
 
 
@@ -374,7 +387,7 @@ def test_rewind_goes_back_to_a_periodic_checkpoint(tmp_path):
         s.rewind(3)
         s.wait()
         assert s.params is at_2 and s.run.trainer.optimiser.t == 2 and s.progress["step"] == 5
-        assert kinds(s, "event")[-1]["label"] == "rewind → step 2"
+        assert kinds(s, "event")[-1].label == "rewind → step 2"
     finally:
         s.stop()
 
@@ -384,7 +397,7 @@ def test_the_teachers_settings_are_published_checked_and_kept_across_reset(sessi
     version = session.settings_version
     assert session.set(students_may_steer=True) == {"students_may_steer": True}
     assert session.settings["students_may_steer"] and session.settings_version > version
-    assert kinds(session, "event")[-1]["changes"] == {"students_may_steer": True}
+    assert kinds(session, "event")[-1].extra["changes"] == {"students_may_steer": True}
     with pytest.raises(ValueError, match="students_may_steer"):
         session.set(students_may_steer="yes", lr=1e-3)
     session.reset()
@@ -399,7 +412,7 @@ def test_the_long_history_keeps_the_whole_run_thinned(tmp_path):
         c = s.long_history.columns()
         assert list(c["step"][-4:]) == [27, 28, 29, 30] and len(c["step"]) <= 4 + 3 + 1
         assert c["step"][0] < 10 and np.all(np.diff(c["step"]) > 0)  # the start is still there (a block mean)
-        assert c["rate_hz"][-1] == kinds(s, "batch")[-1]["rate_hz"]
+        assert c["rate_hz"][-1] == kinds(s, "batch")[-1].rate_hz
         s.reset()
         assert len(s.long_history) == 0
     finally:
@@ -415,11 +428,11 @@ def test_a_branch_goes_on_from_the_same_weights_with_other_settings(session):
         assert branch.params is weights and branch.run.trainer.optimiser.t == t and branch.progress["step"] == 3
         assert branch.settings["loss"] == "sum" and branch.run.trainer.schedule.lr == 5e-3
         assert session.settings["loss"] == "sum_exp" and branch.run.train_set is session.run.train_set
-        assert kinds(session, "event")[-1]["label"] == "branch 1: loss → sum, lr → 0.005"
+        assert kinds(session, "event")[-1].label == "branch 1: loss → sum, lr → 0.005"
         branch.step(2)
         branch.wait()
         assert branch.progress["step"] == 5 and session.progress["step"] == 3 and session.params is weights
-        assert {b["loss_name"] for b in kinds(branch, "batch")} == {"sum"}
+        assert {b.loss_name for b in kinds(branch, "batch")} == {"sum"}
     finally:
         branch.stop()
     with pytest.raises(ValueError, match="n_hidden cannot differ"):
