@@ -73,7 +73,7 @@ def test_holds_delay_the_batches_but_leave_the_weights_and_losses_as_without(tmp
         assert holds < 5000
     assert held.wait(timeout=120) and held.progress["step"] == 14 and holds > 3
     held.stop()
-    losses = [[b["loss"] for b in kinds(s, "batch")] for s in (plain, held)]
+    losses = [[b.loss for b in kinds(s, "batch")] for s in (plain, held)]
     assert len(losses[0]) == 14 and losses[0] == losses[1]
     for a, b in zip(plain.params, held.params):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

@@ -80,8 +80,8 @@ def test_set_routes_hot_changes_to_the_next_batch_and_the_rest_to_reset(session)
     changed = session.set(loss="sum", lr=3e-3, shift=True, max_shift=5, n_hidden=8, delay_line=True)
     assert changed == {"loss": "sum", "lr": 3e-3, "shift": True, "max_shift": 5, "n_hidden": 8, "delay_line": True}
     assert session.settings_version == version + 1
-    (event,) = [e for e in kinds(session, "event") if e["what"] == "settings"]  # published at once
-    assert event["changes"] == changed and event["on_reset"] == ["delay_line", "n_hidden"]
+    (event,) = [e for e in kinds(session, "event") if e.what == "settings"]  # published at once
+    assert event.extra["changes"] == changed and event.extra["on_reset"] == ["delay_line", "n_hidden"]
     assert session.settings["loss"] == "sum" and session.settings["n_hidden"] == 8
     assert session.pending_reset == {"n_hidden": 8, "delay_line": True}
     session.step(1)
@@ -124,8 +124,8 @@ def test_a_reset_that_cannot_build_the_run_drops_what_waited_for_it(session, mon
         session.reset()
     assert session.run is run and session.progress["step"] == 1 and session.pending_reset == {}
     assert session.settings["backend"] == "numba" and session.settings["lr"] == 3e-3
-    reverted = [e for e in kinds(session, "event") if e.get("source") == "reset failed"]
-    assert reverted[-1]["changes"] == {"backend": "numba"} and "pygenn" in reverted[-1]["why"]
+    reverted = [e for e in kinds(session, "event") if e.extra.get("source") == "reset failed"]
+    assert reverted[-1].extra["changes"] == {"backend": "numba"} and "pygenn" in reverted[-1].extra["why"]
     session.step(1)
     session.wait()
     assert session.run.training.lr == 3e-3  # the hot change was kept for the old run
@@ -138,8 +138,8 @@ def test_a_preset_goes_through_set_and_its_network_waits_for_reset(session):
     assert matching_preset(session.settings) == "paper"
     assert {"delay_line", "heterogeneous_tau", "het_weight_norm", "w_in_lr_scale", "lift_silent"} <= set(
         session.pending_reset)
-    events = [e for e in kinds(session, "event") if e["what"] == "settings"]
-    assert events[-1]["source"] == "preset paper"
+    events = [e for e in kinds(session, "event") if e.what == "settings"]
+    assert events[-1].extra["source"] == "preset paper"
     session.apply_preset("default")
     assert matching_preset(session.settings) == "default"
     assert all(session.settings[k] == v for k, v in preset_settings("default").items())
