@@ -156,28 +156,27 @@ def test_no_session_yet_is_said_plainly():
         hear_in_session(vowel_wav(), ".wav", None)
 
 
-def test_under_numbas_workqueue_layer_listening_waits_for_a_pause(session, monkeypatch):
-    monkeypatch.setattr(infer, "_threading_layer", lambda: "workqueue")
-    session.start()
-    assert session.wait(until=lambda p: p["step"] >= 1, timeout=120)
+def _listening_waits_while_training(trainer, session):
+    """`trainer` (the session or a branch of it) trains: listening on `session` is refused; paused: it answers."""
+    trainer.start()
+    assert trainer.wait(until=lambda p: p["step"] >= 1, timeout=120)
     with pytest.raises(InferenceError, match="pause the training"):
         hear_in_session(vowel_wav(), ".wav", session)
-    session.pause()
-    session.wait()
+    trainer.pause()
+    trainer.wait()
     assert hear_in_session(vowel_wav(), ".wav", session).probabilities.shape == (4,)
+
+
+def test_under_numbas_workqueue_layer_listening_waits_for_a_pause(session, monkeypatch):
+    monkeypatch.setattr(infer, "_threading_layer", lambda: "workqueue")
+    _listening_waits_while_training(session, session)
 
 
 def test_under_numbas_workqueue_layer_a_running_branch_also_makes_listening_wait(session, monkeypatch):
     monkeypatch.setattr(infer, "_threading_layer", lambda: "workqueue")
     branch = session.branch(loss="sum").result(timeout=60)  # the run stays idle
     try:
-        branch.start()
-        assert branch.wait(until=lambda p: p["step"] >= 1, timeout=120)
-        with pytest.raises(InferenceError, match="pause the training"):
-            hear_in_session(vowel_wav(), ".wav", session)
-        branch.pause()
-        branch.wait()
-        assert hear_in_session(vowel_wav(), ".wav", session).probabilities.shape == (4,)
+        _listening_waits_while_training(branch, session)
     finally:
         branch.stop()
 
