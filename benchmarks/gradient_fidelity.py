@@ -45,6 +45,8 @@ def main(argv=None):
     ap.add_argument("--input-grid", type=float, default=1.0, help="input times on this grid (ms); 0: off-grid")
     ap.add_argument("--seed", type=int, default=15)
     ap.add_argument("--json", help="write every network's errors here")
+    ap.add_argument("--plain", action="store_true",
+                    help="the plain grid scheme (in_step_order=False: a step's spikes meet only at its end)")
     args = ap.parse_args(argv)
     dts = [float(x) for x in args.dts.split(",")]
     losses = [x for x in args.losses.split(",") if x]
@@ -69,7 +71,7 @@ def main(argv=None):
             used[fam] += 1
             exact = exact_gradients(params, samples, labels, family, args.entries, rng)
             for name in family:
-                rows = engine_errors(params, samples, labels, name, exact[name], dts)
+                rows = engine_errors(params, samples, labels, name, exact[name], dts, in_step_order=not args.plain)
                 for d, (err, same) in enumerate(rows):
                     mismatch[name][d] += not same
                     for kind, e in err.items():

@@ -55,12 +55,39 @@ def crossing_time(v0, i0, v_end, tau_mem, tau_syn, dt, threshold, tol):
     return u
 
 
+@njit(fastmath=_FASTMATH, cache=True)
+def state_in_step(m, u, v0, i0, fired, fired_u, n_fired, W_rec, tau_mem, tau_syn):
+    """V and I of hidden neuron m at time u into the step, exactly: its own state at the step's
+    start (v0, i0) and the PSPs of the step's spikes before u (none of which it has fired)."""
+    v = voltage_after(u, v0, i0, tau_mem, tau_syn)
+    i = i0 * math.exp(-u / tau_syn)
+    for f in range(n_fired):
+        du = u - fired_u[f]
+        if du >= 0.0:
+            w = W_rec[fired[f], m]
+            v += voltage_after(du, 0.0, w, tau_mem, tau_syn)
+            i += w * math.exp(-du / tau_syn)
+    return v, i
+
+
+@njit(fastmath=_FASTMATH, cache=True)
+def crossing_after_kick(m, u, v0, i0, fired, fired_u, n_fired, W_rec, tau_mem, tau_syn, dt, threshold, tol):
+    """When neuron m, kicked at time u into the step by a spike of the step, crosses threshold
+    before the step ends: its crossing time (exact, in the step's time), or -1.0 if none."""
+    v, i = state_in_step(m, u, v0, i0, fired, fired_u, n_fired, W_rec, tau_mem, tau_syn)
+    rest = dt - u
+    v_end = voltage_after(rest, v, i, tau_mem, tau_syn)
+    if v_end < threshold:
+        return -1.0
+    return u + crossing_time(v, i, v_end, tau_mem, tau_syn, rest, threshold, tol)
+
+
 @njit(parallel=True, fastmath=_FASTMATH, cache=True)
 def forward_kernel(
     n_chunks, in_ptr, in_step, in_ch, n_steps,
     W_in, W_rec, W_out,
     a_h, c_h, b_h, a_o, c_o, b_o, mv_o, mi_o, itm_h, its_h, itm_o, its_o, dt,
-    threshold, min_slope, kick_min_slope, tol, recurrent, spiking_readout,
+    threshold, min_slope, kick_min_slope, tol, recurrent, spiking_readout, ordered,
     spike_step, spike_id, spike_slope, spike_lag, n_spikes, counts,
     mean_v, trace_v, trace_i, first_step, first_slope, first_lag, state_v, state_i,
 ):
@@ -78,6 +105,13 @@ def forward_kernel(
         Io = np.zeros(K, W_in.dtype)
         fired = np.empty(N, np.int32)
         lag = np.empty(N, W_in.dtype)
+        fired_u = np.empty(N, W_in.dtype)
+        V0 = np.zeros(N, W_in.dtype)
+        I0 = np.zeros(N, W_in.dtype)
+        done = np.zeros(N, np.bool_)  # fired in this step
+        cand_id = np.empty(N, np.int32)
+        cand_u = np.empty(N, W_in.dtype)
+        cand_pos = np.full(N, -1, np.int64)
         for s in range(chunk, B, n_chunks):
             V[:] = 0.0
             I[:] = 0.0
@@ -104,31 +138,116 @@ def forward_kernel(
                         state_i[s, n, j] = I[j]
                 # step 2: exact propagation to t_{n+1} (spec §1)
                 n_fired = 0
-                for j in range(N):
-                    v = a_h[j] * V[j] + c_h[j] * I[j]
-                    i_next = b_h[j] * I[j]
-                    if v >= threshold:
-                        # step 4: spike at the crossing, stored at t_{n+1} with the lag;
-                        # slope = tau_m dV/dt = I - threshold at the crossing
-                        u = crossing_time(V[j], I[j], v, 1.0 / itm_h[j], 1.0 / its_h[j], dt,
-                                          threshold, tol)
-                        i_cross = I[j] * math.exp(-u * its_h[j])
+                if not ordered:
+                    for j in range(N):
+                        v = a_h[j] * V[j] + c_h[j] * I[j]
+                        i_next = b_h[j] * I[j]
+                        if v >= threshold:
+                            # step 4: spike at the crossing, stored at t_{n+1} with the lag;
+                            # slope = tau_m dV/dt = I - threshold at the crossing
+                            u = crossing_time(V[j], I[j], v, 1.0 / itm_h[j], 1.0 / its_h[j], dt,
+                                              threshold, tol)
+                            i_cross = I[j] * math.exp(-u * its_h[j])
+                            fired[n_fired] = j
+                            lag[n_fired] = dt - u
+                            if ns < cap:
+                                spike_step[s, ns] = n + 1
+                                spike_id[s, ns] = j
+                                # kicked over threshold by the previous step's spikes: see KICK_MIN_SLOPE
+                                floor = kick_min_slope if V[j] >= threshold else min_slope
+                                spike_slope[s, ns] = max(i_cross - threshold, floor)
+                                spike_lag[s, ns] = lag[n_fired]
+                            n_fired += 1
+                            ns += 1
+                            counts[s, j] += 1
+                            # reset at the crossing, then integrate exactly for the rest of the step
+                            v = voltage_after(lag[n_fired - 1], 0.0, i_cross, 1.0 / itm_h[j], 1.0 / its_h[j])
+                        V[j] = v
+                        I[j] = i_next
+                else:
+                    # the step's crossings in time order; each spike's PSP reaches the other
+                    # hidden neurons at its crossing, so a spike can advance, delay, cancel or
+                    # cause (kick) another one in the same step (docs/engine.md, "Order in a step")
+                    n_cand = 0
+                    for j in range(N):
+                        V0[j] = V[j]
+                        I0[j] = I[j]
+                        v = a_h[j] * V[j] + c_h[j] * I[j]
+                        I[j] = b_h[j] * I[j]
+                        V[j] = v
+                        if v >= threshold:
+                            cand_id[n_cand] = j
+                            cand_u[n_cand] = crossing_time(V0[j], I0[j], v, 1.0 / itm_h[j], 1.0 / its_h[j],
+                                                           dt, threshold, tol)
+                            cand_pos[j] = n_cand
+                            n_cand += 1
+                    while n_cand > 0:
+                        c = 0
+                        for x in range(1, n_cand):
+                            if cand_u[x] < cand_u[c]:
+                                c = x
+                        j = cand_id[c]
+                        u = cand_u[c]
+                        n_cand -= 1
+                        cand_id[c] = cand_id[n_cand]
+                        cand_u[c] = cand_u[n_cand]
+                        cand_pos[cand_id[c]] = c
+                        cand_pos[j] = -1
+                        tm_j = 1.0 / itm_h[j]
+                        ts_j = 1.0 / its_h[j]
+                        if recurrent:
+                            _, i_cross = state_in_step(j, u, V0[j], I0[j], fired, fired_u, n_fired,
+                                                        W_rec, tm_j, ts_j)
+                        else:
+                            i_cross = I0[j] * math.exp(-u * its_h[j])
+                        dl = dt - u
                         fired[n_fired] = j
-                        lag[n_fired] = dt - u
+                        fired_u[n_fired] = u
+                        lag[n_fired] = dl
+                        n_fired += 1
+                        done[j] = True
                         if ns < cap:
                             spike_step[s, ns] = n + 1
                             spike_id[s, ns] = j
-                            # kicked over threshold by the previous step's spikes: see KICK_MIN_SLOPE
-                            floor = kick_min_slope if V[j] >= threshold else min_slope
+                            # started the step over threshold (kicked in the step before, beyond
+                            # what the order in a step resolves), or placed at the step's end
+                            floor = kick_min_slope if V0[j] >= threshold or u >= dt else min_slope
                             spike_slope[s, ns] = max(i_cross - threshold, floor)
-                            spike_lag[s, ns] = lag[n_fired]
-                        n_fired += 1
+                            spike_lag[s, ns] = dl
                         ns += 1
                         counts[s, j] += 1
-                        # reset at the crossing, then integrate exactly for the rest of the step
-                        v = voltage_after(lag[n_fired - 1], 0.0, i_cross, 1.0 / itm_h[j], 1.0 / its_h[j])
-                    V[j] = v
-                    I[j] = i_next
+                        V[j] = voltage_after(dl, 0.0, i_cross, tm_j, ts_j)
+                        if recurrent:
+                            row = W_rec[j]
+                            for m in range(N):
+                                I[m] += row[m] * (1.0 - dl * its_h[m])
+                                V[m] += row[m] * (dl * itm_h[m])
+                                if done[m]:
+                                    continue
+                                # a neuron fires in this step if its V at t_{n+1} is over threshold,
+                                # at its exact crossing after this kick
+                                x = cand_pos[m]
+                                if V[m] >= threshold:
+                                    um = crossing_after_kick(m, u, V0[m], I0[m], fired, fired_u, n_fired, W_rec,
+                                                             1.0 / itm_h[m], 1.0 / its_h[m], dt, threshold, tol)
+                                    if um < 0.0:
+                                        # the first-order PSP at t_{n+1} is over threshold where the
+                                        # exact voltage is not: a crossing at the step's end
+                                        um = dt
+                                    if x < 0:
+                                        x = n_cand
+                                        n_cand += 1
+                                        cand_id[x] = m
+                                        cand_pos[m] = x
+                                    cand_u[x] = um
+                                elif x >= 0:
+                                        n_cand -= 1
+                                        cand_id[x] = cand_id[n_cand]
+                                        cand_u[x] = cand_u[n_cand]
+                                        cand_pos[cand_id[x]] = x
+                                        cand_pos[m] = -1
+                    for f in range(n_fired):
+                        done[fired[f]] = False
                 for k in range(K):
                     mean_v[s, n, k] = mv_o[k] * Vo[k] + mi_o[k] * Io[k]  # step 3
                     v = a_o[k] * Vo[k] + c_o[k] * Io[k]
@@ -151,7 +270,7 @@ def forward_kernel(
                 for f in range(n_fired):
                     j = fired[f]
                     dl = lag[f]
-                    if recurrent:
+                    if recurrent and not ordered:
                         row = W_rec[j]
                         for m in range(N):
                             I[m] += row[m] * (1.0 - dl * its_h[m])
@@ -163,12 +282,32 @@ def forward_kernel(
             n_spikes[s] = ns
 
 
+@njit(fastmath=_FASTMATH, cache=True)
+def hidden_jump(s, q, j, dl, moved, lv, li, gtm, spike_slope, dl_dspike, has_spike_dl, reg_jump,
+                tau_mem_h, tau_syn_h, threshold, train_tau):
+    """The adjoint's jump at hidden spike q of neuron j, at its crossing dl before t_n, carried to
+    t_n (spec §2); moved is what its PSP carried to its targets (the transport term)."""
+    num = threshold * lv[j] * (1.0 - dl / tau_mem_h[j]) + moved
+    if has_spike_dl:
+        num += dl_dspike[s, q]
+    jump = num / spike_slope[s, q] - reg_jump[j]
+    if train_tau:
+        # step 4 of the backward integrates lambda_V dV/dt over the whole step on the branch
+        # before the spike; after the crossing the neuron is reset (dV/dt = I*/tau_m, not
+        # (I* - threshold)/tau_m) and lambda_V has not jumped yet: the difference over the lag,
+        # to first order in it
+        lam_after = lv[j] * (1.0 - dl / tau_mem_h[j])
+        gtm[j] += (dl / tau_mem_h[j]) * (threshold * lam_after - jump * spike_slope[s, q])
+    lv[j] += jump * (1.0 + dl / tau_mem_h[j])
+    li[j] -= jump * (dl / tau_syn_h[j])
+
+
 @njit(parallel=True, fastmath=_FASTMATH, cache=True)
 def backward_kernel(
     n_chunks, in_ptr, in_step, in_ch, n_steps,
     W_rec, W_out,
     a_h, b_h, d_h, a_o, b_o, d_o, mv_o, mi_o, tau_mem_h, tau_syn_h, tau_mem_o, tau_syn_o,
-    dt, threshold, recurrent,
+    dt, threshold, recurrent, ordered,
     spike_step, spike_id, spike_slope, spike_lag, n_spikes,
     dl_dmean, dl_dtrace, dl_dtrace_i, first_step, first_slope, first_lag, dl_dfirst, dl_dspike, reg_jump,
     state_v, state_i, da_m, dc_m, dc_s, db_s,
@@ -229,7 +368,11 @@ def backward_kernel(
                         corr_o[k] = lvo[k] / tau_mem_o[k] + dsyn_o[k]
                         if has_mean:  # the part of this step's source that lies after the crossing
                             corr_o[k] += dl_dmean[s, n - 1, k] / (dt * tau_mem_o[k])
-                    for q in range(p + 1, q_hi + 1):
+                    # ordered: the step's spikes latest first, each one's jump applied before
+                    # the earlier ones read lambda (the forward's order in a step); else all read
+                    # lambda at t_n, as the forward's spikes did not see each other in the step
+                    for x in range(q_hi - p):
+                        q = q_hi - x if ordered else p + 1 + x
                         j = spike_id[s, q]
                         dl = spike_lag[s, q]
                         t = 0.0
@@ -255,23 +398,17 @@ def backward_kernel(
                         moved[q - p - 1] = t
                         if slot >= 0:
                             probe_transport[slot, q] = t
-                    for q in range(p + 1, q_hi + 1):
-                        j = spike_id[s, q]
-                        dl = spike_lag[s, q]
-                        # the jump happens at the crossing, lag before t_n; carry it to t_n
-                        num = threshold * lv[j] * (1.0 - dl / tau_mem_h[j]) + moved[q - p - 1]
-                        if has_spike_dl:
-                            num += dl_dspike[s, q]
-                        jump = num / spike_slope[s, q] - reg_jump[j]
-                        if train_tau:
-                            # step 4 below integrates lambda_V dV/dt over the whole step on the
-                            # branch before the spike; after the crossing the neuron is reset
-                            # (dV/dt = I*/tau_m, not (I* - threshold)/tau_m) and lambda_V has not
-                            # jumped yet: the difference over the lag, to first order in it
-                            lam_after = lv[j] * (1.0 - dl / tau_mem_h[j])
-                            gtm[j] += (dl / tau_mem_h[j]) * (threshold * lam_after - jump * spike_slope[s, q])
-                        lv[j] += jump * (1.0 + dl / tau_mem_h[j])
-                        li[j] -= jump * (dl / tau_syn_h[j])
+                        if ordered:
+                            hidden_jump(s, q, j, dl, t, lv, li, gtm, spike_slope, dl_dspike, has_spike_dl,
+                                        reg_jump, tau_mem_h, tau_syn_h, threshold, train_tau)
+                            diff[j] = lv[j] - li[j]
+                            dsyn[j] = diff[j] / tau_syn_h[j]
+                            corr[j] = lv[j] / tau_mem_h[j] + dsyn[j]
+                    if not ordered:
+                        for q in range(p + 1, q_hi + 1):
+                            hidden_jump(s, q, spike_id[s, q], spike_lag[s, q], moved[q - p - 1], lv, li, gtm,
+                                        spike_slope, dl_dspike, has_spike_dl, reg_jump, tau_mem_h, tau_syn_h,
+                                        threshold, train_tau)
                 # step 3: loss source on the sampled readout voltage V(t_n), and the first spike
                 # of a spiking readout (dt/dV = 1/slope). Hidden spikes of this step arrive after
                 # V_out(t_n) is fixed, so they must not see these.

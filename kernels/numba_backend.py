@@ -16,13 +16,17 @@ def _empty(dtype, ndim):
 class NumbaEngine:
     """Forward and adjoint passes of input -> LIF hidden (recurrent or not) -> readout.
 
-    min_slope floors I - threshold at a hidden spike; only grazing crossings meet it."""
+    min_slope floors I - threshold at a hidden spike; only grazing crossings meet it.
+    in_step_order: the hidden spikes of a step reach each other at their crossings, in time order
+    (a spike can cause, advance or delay another within the step); False is the plain grid scheme,
+    where they meet only at the step's end, as the GeNN backend computes (docs/engine.md)."""
 
     name = "numba"
     supported_losses = None  # all
 
-    def __init__(self, min_slope=1e-3, kick_min_slope=KICK_MIN_SLOPE, initial_capacity=1024):
+    def __init__(self, min_slope=1e-3, kick_min_slope=KICK_MIN_SLOPE, initial_capacity=1024, in_step_order=True):
         self.min_slope = float(min_slope)
+        self.in_step_order = bool(in_step_order)
         self.kick_min_slope = float(kick_min_slope)
         self._capacity = int(initial_capacity)
 
@@ -63,7 +67,7 @@ class NumbaEngine:
                 (1 / p.tau_mem).astype(dtype), (1 / p.tau_syn).astype(dtype),
                 (1 / p.tau_mem_out).astype(dtype), (1 / p.tau_syn_out).astype(dtype), dtype.type(batch.dt),
                 dtype.type(THRESHOLD), dtype.type(self.min_slope), dtype.type(self.kick_min_slope), _crossing_tol(dtype),
-                p.recurrent, spiking_readout,
+                p.recurrent, spiking_readout, self.in_step_order,
                 spike_step, spike_id, spike_slope, spike_lag, n_spikes, counts,
                 mean_v, trace_v, trace_i, first_step, first_slope, first_lag, state_v, state_i,
             )
@@ -126,7 +130,7 @@ class NumbaEngine:
             p.W_rec if p.recurrent else np.zeros((0, 0), dtype), p.W_out,
             cast(ch.a), cast(ch.b), cast(ch.d), cast(co.a), cast(co.b), cast(co.d),
             cast(co.mv), cast(co.mi), p.tau_mem, p.tau_syn, p.tau_mem_out, p.tau_syn_out,
-            dtype.type(batch.dt), dtype.type(THRESHOLD), p.recurrent,
+            dtype.type(batch.dt), dtype.type(THRESHOLD), p.recurrent, self.in_step_order,
             record.spike_step, record.spike_id, record.spike_slope, record.spike_lag, record.n_spikes,
             cast(source.dl_dmean) if source.dl_dmean is not None else _empty(dtype, 3),
             cast(source.dl_dtrace) if source.dl_dtrace is not None else _empty(dtype, 3),

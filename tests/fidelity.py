@@ -55,14 +55,14 @@ def exact_gradients(params, samples, labels, losses, entries, rng):
     return out
 
 
-def engine_errors(params, samples, labels, name, exact, dts):
+def engine_errors(params, samples, labels, name, exact, dts, in_step_order=True):
     """Per dt: {kind: relative error}, and whether the grid network fired as the exact one."""
     from kernels import Params, get_engine, make_batch
 
     from eventprop_lab.gradient import loss_and_gradients
     from eventprop_lab.losses import get_loss
 
-    engine, loss, p = get_engine("numba"), get_loss(name), Params(**params)
+    engine, loss, p = get_engine("numba", in_step_order=in_step_order), get_loss(name), Params(**params)
     expected = [ref.simulate(params, tm, ch, T).counts.sum() for tm, ch in samples]
     rows = []
     for dt in dts:

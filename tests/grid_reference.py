@@ -102,7 +102,7 @@ def bin_events(times, channels, dt, n_steps):
 class SampleResult:
     """Reference forward record of one sample (all float64 / int64)."""
 
-    spike_step: np.ndarray  # (S,) hidden spike at t = step·dt; ordered by step, then neuron id
+    spike_step: np.ndarray  # (S,) hidden spike at t = step·dt; by step, then crossing time (plain: neuron id)
     spike_id: np.ndarray  # (S,)
     spike_slope: np.ndarray  # (S,) I − ϑ at the interpolated crossing, NOT floored
     spike_lag: np.ndarray  # (S,) time from the crossing to the step where the spike is stored
@@ -122,9 +122,59 @@ class SampleResult:
         return len(self.spike_step)
 
 
+def exact_in_step(t, v0, i0, kicks, tau_mem, tau_syn):
+    """V and I of one neuron at time t into a step, exactly, from its state at the step's start and
+    the PSPs (u, w) of the step's earlier spikes."""
+    a, b, c = step_coefficients([tau_mem], [tau_syn], t) if t > 0 else ([1.0], [1.0], [0.0])
+    v, i = a[0] * v0 + c[0] * i0, b[0] * i0
+    for u, w in kicks:
+        if u <= t:
+            a, b, c = step_coefficients([tau_mem], [tau_syn], t - u) if t > u else ([1.0], [1.0], [0.0])
+            v, i = v + c[0] * w, i + b[0] * w
+    return v, i
+
+
+def ordered_step(V_prev, I_prev, W_rec, tau_mem, tau_syn, dt):
+    """Hidden spikes of one step in time order (docs/engine.md, "Order in a step"): each reaches
+    the other hidden neurons at its crossing. A neuron fires if its voltage at the step's end, with
+    the PSPs taken to first order in their lags, is at or over threshold; it fires at its exact
+    crossing after the last spike of the step so far (at the step's end if the exact voltage stays
+    below). Returns the spikes as (u, neuron, I at the crossing, kicked) in time order."""
+    n_hid = len(V_prev)
+    tm_all = np.atleast_1d(np.asarray(tau_mem, np.float64))
+    ts_all = np.atleast_1d(np.asarray(tau_syn, np.float64))
+    a, b, c = step_coefficients(tm_all, ts_all, dt)
+    v_end = a * V_prev + c * I_prev
+    spikes, fired = [], set()
+    u_now = 0.0
+    while True:
+        best = None
+        for j in range(n_hid):
+            if j in fired or v_end[j] < THRESHOLD:
+                continue
+            kicks = [(u, W_rec[f, j]) for u, f, _, _ in spikes] if W_rec is not None else []
+            v0, i0 = exact_in_step(u_now, V_prev[j], I_prev[j], kicks, tm_all[j], ts_all[j])
+            v1, _ = exact_in_step(dt, V_prev[j], I_prev[j], kicks, tm_all[j], ts_all[j])
+            at_end = v1 < THRESHOLD
+            u = dt if at_end else u_now + crossing(v0, i0, tm_all[j], ts_all[j], dt - u_now)
+            if best is None or u < best[0]:
+                best = (u, j, at_end)
+        if best is None:
+            return spikes
+        u, j, at_end = best
+        kicks = [(uf, W_rec[f, j]) for uf, f, _, _ in spikes] if W_rec is not None else []
+        _, i_cross = exact_in_step(u, V_prev[j], I_prev[j], kicks, tm_all[j], ts_all[j])
+        spikes.append((u, j, i_cross, bool(V_prev[j] >= THRESHOLD or at_end)))
+        fired.add(j)
+        u_now = u
+        if W_rec is not None:
+            v_end = v_end + W_rec[j] * (dt - u) / tm_all
+
+
 def forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, tau_syn,
-                   tau_mem_out, tau_syn_out, spiking_readout=False) -> SampleResult:
-    """The time-stepped scheme of docs/engine.md for one sample."""
+                   tau_mem_out, tau_syn_out, spiking_readout=False, ordered=True) -> SampleResult:
+    """The time-stepped scheme of docs/engine.md for one sample; ordered=False: the plain scheme,
+    where the hidden spikes of a step meet only at its end."""
     f64 = lambda x: np.asarray(x, np.float64)  # noqa: E731
     W_in, W_out = f64(W_in), f64(W_out)
     W_rec = None if W_rec is None else f64(W_rec)
@@ -167,22 +217,31 @@ def forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, ta
         trace_v[n] = Vo
         trace_i[n] = Io
         # 4. hidden neurons at or above threshold spike at t_{n+1} and reset
-        fired = np.flatnonzero(V >= THRESHOLD)  # ascending neuron id
+        if ordered:
+            step_spikes = ordered_step(V_prev, I_prev, W_rec, tau_mem, tau_syn, dt)
+        else:
+            step_spikes = []
+            for j in np.flatnonzero(V >= THRESHOLD):  # ascending neuron id
+                tm, ts = np.atleast_1d(tau_mem)[j], np.atleast_1d(tau_syn)[j]
+                u = crossing(V_prev[j], I_prev[j], tm, ts, dt)
+                step_spikes.append((u, int(j), I_prev[j] * math.exp(-u / ts), bool(V_prev[j] >= THRESHOLD)))
+        fired = np.array([j for _, j, _, _ in step_spikes], np.int64)
         lags = []
-        for j in fired:
+        for x, (u, j, i_cross, kicked) in enumerate(step_spikes):
             sp_step.append(n + 1)
             sp_id.append(int(j))
-            # the crossing within the step; I there; the lag to t_{n+1}
             tm, ts = np.atleast_1d(tau_mem)[j], np.atleast_1d(tau_syn)[j]
-            u = crossing(V_prev[j], I_prev[j], tm, ts, dt)
-            i_cross = I_prev[j] * math.exp(-u / ts)
             lag = dt - u
             sp_slope.append(i_cross - THRESHOLD)
             sp_lag.append(lag)
-            sp_kicked.append(bool(V_prev[j] >= THRESHOLD))
+            sp_kicked.append(kicked)
             lags.append(lag)
             # reset at the crossing, then the exact voltage for the rest of the step
             V[j] = step_coefficients([tm], [ts], lag)[2][0] * i_cross if lag > 0 else 0.0
+            if ordered and W_rec is not None:
+                # its own PSP and those of the step's later spikes reach it after its reset
+                for u2, f, _, _ in step_spikes[x:]:
+                    V[j] += W_rec[f, j] * (dt - u2) / tm
         counts[fired] += 1
         if spiking_readout:
             for k in np.flatnonzero(Vo >= THRESHOLD):
@@ -195,10 +254,14 @@ def forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, ta
                 Vo[k] = 0.0
         # 5. hidden spikes add their rows to the currents of their targets, arriving at t_{n+1}
         # (the PSP started at the crossing, advanced by the lag to first order)
+        fired_set = set(fired.tolist())
         for j, lag in zip(fired, lags):
             if W_rec is not None:
                 I = I + W_rec[j] * (1.0 - lag / np.asarray(tau_syn, np.float64))
-                V = V + W_rec[j] * lag / np.asarray(tau_mem, np.float64)
+                dv = W_rec[j] * lag / np.asarray(tau_mem, np.float64)
+                if ordered:  # a neuron that fired in the step had these in its crossing, or above
+                    dv = np.where([m in fired_set for m in range(len(V))], 0.0, dv)
+                V = V + dv
             Io = Io + W_out[j] * (1.0 - lag / np.asarray(tau_syn_out, np.float64))
             Vo = Vo + W_out[j] * lag / np.asarray(tau_mem_out, np.float64)
 
@@ -221,8 +284,8 @@ def forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, ta
 
 
 def forward_reference(samples, dt, n_steps, W_in, W_rec, W_out, tau_mem, tau_syn, tau_mem_out,
-                      tau_syn_out, spiking_readout=False) -> List[SampleResult]:
+                      tau_syn_out, spiking_readout=False, ordered=True) -> List[SampleResult]:
     """forward_sample for each (times_ms, channels) pair of a batch."""
     return [forward_sample(times, channels, dt, n_steps, W_in, W_rec, W_out, tau_mem, tau_syn,
-                           tau_mem_out, tau_syn_out, spiking_readout=spiking_readout)
+                           tau_mem_out, tau_syn_out, spiking_readout=spiking_readout, ordered=ordered)
             for times, channels in samples]

@@ -70,9 +70,9 @@ def run_engine(params, samples, dt, n_steps=N_STEPS, spiking_readout=False, engi
                           record_readout_current=True, record_state=True)
 
 
-def reference(params, samples, dt, n_steps=N_STEPS, spiking_readout=False):
+def reference(params, samples, dt, n_steps=N_STEPS, spiking_readout=False, ordered=True):
     plain = [None if x is None else np.asarray(x, np.float64) for x in params]
-    return forward_reference(samples, dt, n_steps, *plain, spiking_readout=spiking_readout)
+    return forward_reference(samples, dt, n_steps, *plain, spiking_readout=spiking_readout, ordered=ordered)
 
 
 def assert_sample_matches(rec, s, ref, tol=TOL):
@@ -163,16 +163,20 @@ def test_reference_event_binning():
 
 # ------------------------------------------------------------------ engine against the reference
 
+@pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "plain"])
 @pytest.mark.parametrize("spiking_readout", [False, True], ids=["readout", "spiking_readout"])
 @pytest.mark.parametrize("dt", [1.0, 0.5])
 @pytest.mark.parametrize("recurrent", [False, True], ids=["ff", "rec"])
-def test_forward_matches_reference(recurrent, dt, spiking_readout):
+def test_forward_matches_reference(recurrent, dt, spiking_readout, ordered):
+    """ordered: the engine's default, spikes of a step in time order; plain: in_step_order=False,
+    the scheme the GeNN backend computes."""
     seed = 10 + 2 * recurrent + 4 * (dt == 0.5) + spiking_readout
     params = make_params(seed, recurrent=recurrent, spiking_readout=spiking_readout)
     samples = make_samples(seed, N_STEPS * dt)
-    refs = reference(params, samples, dt, spiking_readout=spiking_readout)
+    refs = reference(params, samples, dt, spiking_readout=spiking_readout, ordered=ordered)
     assert_fires_enough(refs)
-    rec = run_engine(params, samples, dt, spiking_readout=spiking_readout)
+    rec = run_engine(params, samples, dt, spiking_readout=spiking_readout,
+                     engine=kernels.get_engine("numba", in_step_order=ordered))
     assert rec.trace_v.dtype == np.float64 and rec.trace_v.shape == (5, N_STEPS, N_OUT)
     assert rec.dt == dt and rec.n_steps == N_STEPS
     assert_record_matches(rec, refs)
