@@ -23,6 +23,8 @@ class TrainingConfig(param.Parameterized):
     warmup = param.Boolean(True, doc="start at lr/1000 and grow x1.05 per batch")
     batch_size = param.Integer(32, bounds=(1, 4096), doc="samples per batch")
     dt = param.Number(1.0, bounds=(0.01, 20.0), doc="time step (ms)")
+    in_step_order = param.Boolean(True, doc="the hidden spikes of a step reach each other at their crossings, in time "
+                                            "order (off: only at the step's end, as the genn backend always computes)")
     trial_ms = param.Number(1000.0, bounds=(1.0, 100_000.0), doc="trial length (ms); events after it are cropped")
     train_tau = param.Boolean(False, doc="train hidden tau_mem and tau_syn")
     reg_nu = param.Number(14.0, bounds=(0, None), doc="target spikes per hidden neuron per trial")
@@ -68,7 +70,8 @@ class Trainer:
 
     def __init__(self, params: Params, config: TrainingConfig, engine=None):
         self.config = config
-        self.engine = engine or get_engine(config.backend)
+        self.engine = engine or get_engine(config.backend, **(
+            {"in_step_order": config.in_step_order} if config.backend == "numba" else {}))
         if config.train_tau and not getattr(self.engine, "trains_tau", True):
             raise ValueError(f"the {self.engine.name} backend does not train time constants; "
                              "use backend numba or train_tau off")
