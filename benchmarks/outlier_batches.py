@@ -4,8 +4,9 @@ Goes on training from a run's checkpoint (in a scratch folder: the run itself is
 and for every batch whose gradient norm is above FACTOR times the median of the last 100, takes
 the weights it was computed on and reports:
 - the share of the batch's norm in its largest sample, and that sample's norm against the median;
-- its hidden spikes: how many were kicked over threshold by the previous step's spikes (crossing
-  lag = dt), how many have their slope at a floor, the smallest slope;
+- its hidden spikes: how many started their step over threshold (crossing lag = dt: a kick the
+  grid did not place at its crossing; with the in-step order only its fallback cases, with
+  --no-in-step-order in the run every kick), how many have their slope at a floor, the smallest;
 - the same batch's gradient on finer grids (--dts): norm, and cosine to the finest one.
 If the finer grids agree with each other and not with dt = 1 ms, the outlier belongs to the grid.
 

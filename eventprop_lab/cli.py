@@ -132,6 +132,9 @@ def _train(args, parser):
           f"results in {run.out}", flush=True)
     if run.input_gain is not None:
         print(f"input weights x{run.input_gain:.3f} for {run.net.init_rate_hz:g} Hz at the start", flush=True)
+    note = plain_order_note(c["training"], c["network"])
+    if note:
+        print(note, flush=True)
     if run.trainer.engine.name == "genn":
         print(f"generating and building the GeNN model ({run.trainer.engine.backend}) on first use ...", flush=True)
     else:
@@ -193,6 +196,17 @@ def _command(args, lr):
             text = ",".join(str(x) for x in value) if isinstance(value, (list, tuple)) else str(value)
             words += [_flag(dest), shlex.quote(text)]
     return " ".join(words + ["--lr", format_rate(lr)])
+
+
+def plain_order_note(training, network):
+    """A warning where a run takes the plain step order on a grid where it has run away, else None."""
+    plain = training.backend == "genn" or not training.in_step_order
+    if not (plain and network.heterogeneous_tau and training.dt > 0.5):
+        return None
+    how = "the genn backend computes" if training.backend == "genn" else "--no-in-step-order asks for"
+    return (f"note: {how} the plain order in a step; with heterogeneous tau at dt {training.dt:g} ms it ran away "
+            "within 2-3 epochs in our runs, at dt 0.5 it held: consider --dt 0.5 (docs/results.md, "
+            "'The order in a step')")
 
 
 def _diverged_message(exc, run, args):

@@ -62,11 +62,10 @@ PRESETS = {
         # 0.002 is the paper's lift for input weights of scale 0.03; the delay line's are 10x
         # smaller, and 0.002 on each of 7700 inputs sent lifted neurons to 30-200 Hz
         "run.lift_silent": 0.0002,
-        # at dt = 1 ms the heterogeneous taus (down to 3 ms / 1 ms) put the layer into states
-        # with 7-10 % kicked spikes whose grid gradient points the wrong way, and the recipe ran
-        # away within 2-3 epochs at lr 1e-3 and 3e-3; at 0.5 ms it held (docs/results.md, "What
-        # the fixes leave"). Twice the time per epoch.
-        "training.dt": 0.5,
+        # with the plain scheme the heterogeneous taus (down to 3 ms / 1 ms) ran away within 2-3
+        # epochs at dt = 1 ms (kicked spikes placed a step late; 0.5 ms held at twice the cost).
+        # The engine's in-step order places them: 1 ms held (docs/results.md, "The order in a step")
+        "training.dt": 1.0,
         "run.epochs": 50,
     },
 }

@@ -5,7 +5,7 @@ import argparse
 import numpy as np
 import pytest
 
-from eventprop_lab.cli import add_config_options, configs_from_args
+from eventprop_lab.cli import add_config_options, configs_from_args, plain_order_note
 from eventprop_lab.config import PRESETS, SECTIONS, apply_preset, preset_values
 
 
@@ -44,6 +44,19 @@ def test_switching_presets_leaves_nothing_behind():
     apply_preset(c, "paper")
     apply_preset(c, "default")
     assert not c["network"].delay_line and not c["augment"].blend and c["run"].epochs == SECTIONS["run"]().epochs
+
+
+def test_the_preset_warns_where_the_plain_step_order_ran_away():
+    """--preset paper runs at dt 1 ms on the in-step order; the plain order held only at 0.5."""
+    def note(argv):
+        c = _configs(["--preset", "paper"] + argv)
+        return plain_order_note(c["training"], c["network"])
+
+    assert note([]) is None
+    assert "--dt 0.5" in note(["--no-in-step-order"])
+    assert "genn" in note(["--backend", "genn"])
+    assert note(["--no-in-step-order", "--dt", "0.5"]) is None
+    assert note(["--no-in-step-order", "--no-heterogeneous-tau"]) is None
 
 
 def test_unknown_preset_is_refused():
