@@ -132,7 +132,7 @@ def _train(args, parser):
           f"results in {run.out}", flush=True)
     if run.input_gain is not None:
         print(f"input weights x{run.input_gain:.3f} for {run.net.init_rate_hz:g} Hz at the start", flush=True)
-    note = plain_order_note(c["training"], c["network"])
+    note = plain_order_note(run.training, run.net)
     if note:
         print(note, flush=True)
     if run.trainer.engine.name == "genn":
@@ -204,8 +204,9 @@ def plain_order_note(training, network):
     if not (plain and network.heterogeneous_tau and training.dt > 0.5):
         return None
     how = "the genn backend computes" if training.backend == "genn" else "--no-in-step-order asks for"
+    fix = "--dt 0.5" if training.backend == "genn" else "--dt 0.5, or --in-step-order (held at 1 ms, costs more)"
     return (f"note: {how} the plain order in a step; with heterogeneous tau at dt {training.dt:g} ms it ran away "
-            "within 2-3 epochs in our runs, at dt 0.5 it held: consider --dt 0.5 (docs/results.md, "
+            f"within 2-3 epochs in our runs, at dt 0.5 it held: consider {fix} (docs/results.md, "
             "'The order in a step')")
 
 

@@ -71,10 +71,10 @@ def state_in_step(m, u, v0, i0, fired, fired_u, n_fired, W_rec, tau_mem, tau_syn
 
 
 @njit(fastmath=_FASTMATH, cache=True)
-def crossing_after_kick(m, u, v0, i0, fired, fired_u, n_fired, W_rec, tau_mem, tau_syn, dt, threshold, tol):
-    """When neuron m, kicked at time u into the step by a spike of the step, crosses threshold
-    before the step ends: its crossing time (exact, in the step's time), or -1.0 if none."""
-    v, i = state_in_step(m, u, v0, i0, fired, fired_u, n_fired, W_rec, tau_mem, tau_syn)
+def crossing_after_kick(v, i, u, tau_mem, tau_syn, dt, threshold, tol):
+    """When a neuron in state (v, i) at time u into the step, just kicked by a spike of the step,
+    crosses threshold before the step ends: its crossing time (exact, in the step's time), or -1.0
+    if none."""
     rest = dt - u
     v_end = voltage_after(rest, v, i, tau_mem, tau_syn)
     if v_end < threshold:
@@ -112,6 +112,13 @@ def forward_kernel(
         cand_id = np.empty(N, np.int32)
         cand_u = np.empty(N, W_in.dtype)
         cand_pos = np.full(N, -1, np.int64)
+        # the exact state (kv, ki) of a neuron at time ku into the step, PSPs of the step's spikes
+        # up to ku included, kept while the neuron stays over threshold at the step's end, so
+        # that each kick costs one advance instead of a sum over the step's spikes
+        kv = np.empty(N, W_in.dtype)
+        ki = np.empty(N, W_in.dtype)
+        ku = np.empty(N, W_in.dtype)
+        kept = np.zeros(N, np.bool_)
         for s in range(chunk, B, n_chunks):
             V[:] = 0.0
             I[:] = 0.0
@@ -172,6 +179,7 @@ def forward_kernel(
                     for j in range(N):
                         V0[j] = V[j]
                         I0[j] = I[j]
+                        kept[j] = False
                         v = a_h[j] * V[j] + c_h[j] * I[j]
                         I[j] = b_h[j] * I[j]
                         V[j] = v
@@ -195,7 +203,9 @@ def forward_kernel(
                         cand_pos[j] = -1
                         tm_j = 1.0 / itm_h[j]
                         ts_j = 1.0 / its_h[j]
-                        if recurrent:
+                        if recurrent and kept[j]:
+                            i_cross = ki[j] * math.exp(-(u - ku[j]) * its_h[j])
+                        elif recurrent:
                             _, i_cross = state_in_step(j, u, V0[j], I0[j], fired, fired_u, n_fired,
                                                         W_rec, tm_j, ts_j)
                         else:
@@ -228,8 +238,18 @@ def forward_kernel(
                                 # at its exact crossing after this kick
                                 x = cand_pos[m]
                                 if V[m] >= threshold:
-                                    um = crossing_after_kick(m, u, V0[m], I0[m], fired, fired_u, n_fired, W_rec,
-                                                             1.0 / itm_h[m], 1.0 / its_h[m], dt, threshold, tol)
+                                    tm_m = 1.0 / itm_h[m]
+                                    ts_m = 1.0 / its_h[m]
+                                    if kept[m]:
+                                        du = u - ku[m]
+                                        kv[m] = voltage_after(du, kv[m], ki[m], tm_m, ts_m)
+                                        ki[m] = ki[m] * math.exp(-du * its_h[m]) + row[m]
+                                    else:
+                                        kv[m], ki[m] = state_in_step(m, u, V0[m], I0[m], fired, fired_u,
+                                                                     n_fired, W_rec, tm_m, ts_m)
+                                        kept[m] = True
+                                    ku[m] = u
+                                    um = crossing_after_kick(kv[m], ki[m], u, tm_m, ts_m, dt, threshold, tol)
                                     if um < 0.0:
                                         # the first-order PSP at t_{n+1} is over threshold where the
                                         # exact voltage is not: a crossing at the step's end
@@ -240,12 +260,15 @@ def forward_kernel(
                                         cand_id[x] = m
                                         cand_pos[m] = x
                                     cand_u[x] = um
-                                elif x >= 0:
-                                        n_cand -= 1
-                                        cand_id[x] = cand_id[n_cand]
-                                        cand_u[x] = cand_u[n_cand]
-                                        cand_pos[cand_id[x]] = x
-                                        cand_pos[m] = -1
+                                else:
+                                    kept[m] = False
+                                    if x < 0:
+                                        continue
+                                    n_cand -= 1
+                                    cand_id[x] = cand_id[n_cand]
+                                    cand_u[x] = cand_u[n_cand]
+                                    cand_pos[cand_id[x]] = x
+                                    cand_pos[m] = -1
                     for f in range(n_fired):
                         done[fired[f]] = False
                 for k in range(K):
