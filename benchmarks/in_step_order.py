@@ -10,7 +10,7 @@ its weights (a checkpoint, or the fresh network of --preset), this prints per sc
   step before that the scheme did not resolve);
 - ms per sample of forward + backward in the training dtype (float32), for each scheme and dt,
   all timed interleaved in this process, median over the batches, and the ratio of each to the
-  plain scheme at the run's own dt (what the preset at dt 1 ms costs against dt 0.5 ms: the two rows).
+  plain scheme at the run's own dt (or the first of --dts).
 
     python benchmarks/in_step_order.py --preset paper --batches 4
     python benchmarks/in_step_order.py runs/paper/last.npz --batches 8
@@ -112,6 +112,7 @@ def main(argv=None):
     print(f"forward + backward ({tr.params.W_in.dtype}), ms per sample, median; ratio to plain at dt {base[1]:g} ms")
     for (scheme, dt), v in ms.items():
         print(f"{scheme:8s} {dt:5g}  {np.median(v):8.2f} ms  {np.median(v) / np.median(ms[base]):5.2f}")
+
 
 if __name__ == "__main__":
     main()

@@ -203,8 +203,10 @@ def plain_order_note(training, network):
     plain = training.backend == "genn" or not training.in_step_order
     if not (plain and network.heterogeneous_tau and training.dt > 0.5):
         return None
-    how = "the genn backend computes" if training.backend == "genn" else "--no-in-step-order asks for"
-    fix = "--dt 0.5" if training.backend == "genn" else "--dt 0.5, or --in-step-order (held at 1 ms, costs more)"
+    if training.backend == "genn":
+        how, fix = "the genn backend computes", "--dt 0.5"
+    else:
+        how, fix = "--no-in-step-order asks for", "--dt 0.5, or --in-step-order (held at 1 ms, costs more)"
     return (f"note: {how} the plain order in a step; with heterogeneous tau at dt {training.dt:g} ms it ran away "
             f"within 2-3 epochs in our runs, at dt 0.5 it held: consider {fix} (docs/results.md, "
             "'The order in a step')")

@@ -65,7 +65,7 @@ PRESETS = {
         # at dt = 1 ms the heterogeneous taus (down to 3 ms / 1 ms) put the layer into states with
         # 7-10 % kicked spikes; with the plain order in a step it ran away within 2-3 epochs, at
         # 0.5 ms it held. The in-step order holds at 1 ms too, learning as fast per epoch, but its
-        # forward costs more: per sample 1.3x (trained) to 2.4x (fresh network) plain at 0.5 ms
+        # forward costs more: per sample 1.25-1.44x (trained) to 2.3x (fresh network) plain at 0.5 ms
         # (docs/results.md, "The order in a step")
         "training.dt": 0.5,
         "training.in_step_order": False,
