@@ -14,6 +14,7 @@ its weights (a checkpoint, or the fresh network of --preset), this prints per sc
 
     python benchmarks/in_step_order.py --preset paper --batches 4
     python benchmarks/in_step_order.py runs/paper/last.npz --batches 8
+    python benchmarks/in_step_order.py runs/paper/last.npz --batches 1 --reference-dt 0.05 --per-sample
 """
 import argparse
 import os
@@ -41,6 +42,9 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--dts", default="1,0.5", help="grids to compare (ms)")
     ap.add_argument("--reference-dt", type=float, default=0.1)
+    ap.add_argument("--per-sample", action="store_true",
+                    help="also each sample's gradient alone: cosine to its reference (median, quartiles, worst) "
+                         "and the largest sample norm against the median")
     args = ap.parse_args(argv)
     dts = [float(x) for x in args.dts.split(",")]
     grids = dts + [args.reference_dt] * (args.reference_dt not in dts)
@@ -77,6 +81,7 @@ def main(argv=None):
     cos = {(s, dt): [] for s in engines for dt in grids}
     ratio, unresolved = {k: [] for k in cos}, {k: [] for k in cos}
     ms = {(s, dt): [] for s in engines for dt in dts}
+    single = {k: [] for k in cos}
     for b in range(args.batches):
         idx = np.sort(rng.choice(len(run.train_set), args.batch_size, replace=False))
         samples = run._inputs(run.train_set.samples(idx))
@@ -90,6 +95,14 @@ def main(argv=None):
                 cos[scheme, dt].append(float(g @ ref / (np.linalg.norm(g) * np.linalg.norm(ref) + 1e-300)))
                 ratio[scheme, dt].append(float(np.linalg.norm(g) / np.linalg.norm(ref)))
                 unresolved[scheme, dt].append(kicked)
+        if args.per_sample:
+            for k in range(len(samples)):
+                one = (samples[k:k + 1], labels[k:k + 1])
+                ref1 = _flat(grad(engines["ordered"], p64, *one, args.reference_dt)[0])
+                for scheme, dt in cos:
+                    g1 = _flat(grad(engines[scheme], p64, *one, dt)[0])
+                    single[scheme, dt].append((float(g1 @ ref1 / (np.linalg.norm(g1) * np.linalg.norm(ref1) + 1e-300)),
+                                               float(np.linalg.norm(g1))))
         if b == 0:  # compile (or load) the training dtype's kernels outside the timing
             for scheme, dt in ms:
                 grad(engines[scheme], tr.params, samples[:1], labels[:1], dt)
@@ -108,6 +121,13 @@ def main(argv=None):
             c = cos[scheme, dt]
             print(f"{scheme:8s} {dt:5g}  {np.median(c):13.4f} {min(c):7.4f}  {np.median(ratio[scheme, dt]):8.3f}  "
                   f"{np.mean(unresolved[scheme, dt]):8.2%}")
+    if args.per_sample:
+        print(f"each sample alone ({sum(map(len, single.values())) // len(single)}): cosine to the ordered "
+              f"gradient at dt {args.reference_dt:g} ms, median [quartiles] worst; largest norm / median norm")
+        for (scheme, dt), v in single.items():
+            c, n = np.array(v).T
+            print(f"{scheme:8s} {dt:5g}  {np.median(c):.3f} [{np.percentile(c, 25):.3f}, {np.percentile(c, 75):.3f}] "
+                  f"{c.min():.3f}  {n.max() / np.median(n):9.3g}")
     base = ("plain", run.training.dt) if ("plain", run.training.dt) in ms else ("plain", dts[0])
     print(f"forward + backward ({tr.params.W_in.dtype}), ms per sample, median; ratio to plain at dt {base[1]:g} ms")
     for (scheme, dt), v in ms.items():
