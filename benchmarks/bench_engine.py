@@ -38,7 +38,8 @@ recurrent weights N(0, 0.02), readout N(0, 0.03), tau_mem 20 ms, tau_syn 5 ms.
   and readout weights arrive at the next step (one matmul with [W_rec | W_out]). Fast-sigmoid
   surrogate for the spike derivative. The input current of all steps is one dense matmul
   (T, B, 700) @ W_in. Loss: cross-entropy of the time-averaged readout voltage (the `sum` loss,
-  which our engine also uses here). torch.optim.Adam. torch.set_num_threads(2); our numba
+  which our engine also uses here; `Bptt(readout=...)` also takes "sum_exp" and "max", the
+  maximum over time, for benchmarks/bptt_baseline.py). torch.optim.Adam. torch.set_num_threads(2); our numba
   kernels use the same 2 threads. Its hidden rate at the initial weights is printed next to
   ours as a check that it simulates the same network.
 * Scaling rows (our engine only, time only): input spikes x2 (input weight mean recalibrated
@@ -303,9 +304,14 @@ class Bptt:
     """The same network trained by BPTT with a surrogate gradient, in torch (see the header)."""
 
     beta = 10.0  # fast-sigmoid steepness, derivative 1 / (beta |V - 1| + 1)^2
+    READOUTS = ("mean", "sum_exp", "max")
 
-    def __init__(self, params, samples, labels, n_steps=int(T_MS), dt=1.0):
+    def __init__(self, params, samples, labels, n_steps=int(T_MS), dt=1.0, readout="mean"):
         import torch
+
+        if readout not in self.READOUTS:
+            raise ValueError(f"readout {readout!r}: use one of {', '.join(self.READOUTS)}")
+        self.readout = readout
 
         from kernels import StepCoefficients
 
@@ -360,7 +366,9 @@ class Bptt:
         I = torch.zeros(B, N_HID)
         Vo = torch.zeros(B, N_OUT)
         Io = torch.zeros(B, N_OUT)
-        acc = torch.zeros(B, N_OUT)
+        acc = torch.zeros(B, N_OUT) if self.readout != "max" else torch.full((B, N_OUT), -torch.inf)
+        # sum_exp: Vo at t_{n+1} weighted by e^(-t/T), as the loss of that name
+        w_exp = torch.exp(-torch.arange(1, T + 1, dtype=torch.float32) / T)
         n_spk = 0.0
         for n in range(T):
             I = I + cur_steps[n]  # input events of step n arrive at t_n
@@ -368,7 +376,12 @@ class Bptt:
             I = b_h * I
             Vo = a_o * Vo + c_o * Io
             Io = b_o * Io
-            acc = acc + Vo
+            if self.readout == "mean":
+                acc = acc + Vo
+            elif self.readout == "sum_exp":
+                acc = acc + w_exp[n] * Vo
+            else:
+                acc = torch.maximum(acc, Vo)
             S = self.spike(V - 1.0)
             V = V * (1.0 - S.detach())  # reset to 0, not differentiated
             R = S @ W_cat  # spikes reach their targets at t_{n+1}
@@ -376,7 +389,7 @@ class Bptt:
             Io = Io + R[:, N_HID:]
             if count:
                 n_spk += S.detach().sum()
-        return acc / T, n_spk
+        return (acc if self.readout == "max" else acc / T), n_spk
 
     def step(self, record=True, count=False):
         torch = self.torch

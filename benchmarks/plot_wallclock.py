@@ -33,9 +33,12 @@ def main(argv=None):
 
     hv.extension("bokeh")
     curves = []
-    for kind, paths, colour in (("Eventprop", [Path(p) / "epochs.csv" for p in args.eventprop], "#1f77b4"),
-                                ("BPTT", [Path(p) for p in args.bptt], "#d62728")):
-        for path in paths:
+    # blues for Eventprop, reds for BPTT, one shade per curve
+    for kind, paths, colours in (("Eventprop", [Path(p) / "epochs.csv" for p in args.eventprop],
+                                  ("#1f77b4", "#17becf", "#6baed6", "#08519c")),
+                                 ("BPTT", [Path(p) for p in args.bptt], ("#d62728", "#ff7f0e", "#e377c2", "#8c564b"))):
+        for i, path in enumerate(paths):
+            colour = colours[i % len(colours)]
             rows = read_rows(path)
             if not rows:
                 sys.exit(f"{path}: no epochs with a validation accuracy")
