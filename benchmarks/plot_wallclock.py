@@ -50,7 +50,7 @@ def main(argv=None):
                           .opts(color=colour, size=5))
     if not curves:
         sys.exit("give at least one --eventprop run folder or --bptt CSV")
-    fig = hv.Overlay(curves).opts(title=args.title, width=800, height=420, legend_position="bottom_right",
+    fig = hv.Overlay(curves).opts(title=args.title, width=1000, height=420, legend_position="right",
                                   show_grid=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     hv.save(fig, args.out, resources="inline")
@@ -67,7 +67,7 @@ def main(argv=None):
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=[
                 "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--headless"])
-            page = browser.new_page(viewport={"width": 840, "height": 460})
+            page = browser.new_page(viewport={"width": 1040, "height": 460})
             page.goto(Path(args.out).resolve().as_uri())
             page.wait_for_timeout(1500)
             page.screenshot(path=args.png, full_page=True)
