@@ -306,7 +306,7 @@ class Bptt:
     beta = 10.0  # fast-sigmoid steepness, derivative 1 / (beta |V - 1| + 1)^2
     READOUTS = ("mean", "sum_exp", "max")
 
-    def __init__(self, params, samples, labels, n_steps=int(T_MS), dt=1.0, readout="mean"):
+    def __init__(self, params, samples, labels, n_steps=int(T_MS), dt=1.0, readout="mean", lr=LR):
         import torch
 
         if readout not in self.READOUTS:
@@ -329,7 +329,7 @@ class Bptt:
         self.W0 = [w.detach().clone() for w in self.W]
         self.x = self.dense_input(samples, n_steps, dt)
         self.labels = torch.as_tensor(np.asarray(labels))
-        self.opt = torch.optim.Adam(self.W, lr=LR)
+        self.opt = torch.optim.Adam(self.W, lr=lr)
         self.times, self.fwd, self.bwd, self.upd = [], [], [], []
         self.hidden_hz = None
 
@@ -367,8 +367,8 @@ class Bptt:
         Vo = torch.zeros(B, N_OUT)
         Io = torch.zeros(B, N_OUT)
         acc = torch.zeros(B, N_OUT) if self.readout != "max" else torch.full((B, N_OUT), -torch.inf)
-        # sum_exp: Vo at t_{n+1} weighted by e^(-t/T), as the loss of that name
-        w_exp = torch.exp(-torch.arange(1, T + 1, dtype=torch.float32) / T)
+        if self.readout == "sum_exp":  # Vo at t_{n+1} weighted by e^(-t/T), as the loss of that name
+            w_exp = torch.exp(-torch.arange(1, T + 1, dtype=torch.float32) / T)
         n_spk = 0.0
         for n in range(T):
             I = I + cur_steps[n]  # input events of step n arrive at t_n

@@ -71,9 +71,7 @@ def main(argv=None):
                  f"{args.dataset} has {train.n_channels} and {train.n_classes}")
     params = init_params(NetworkConfig(n_in=be.N_IN, n_hidden=be.N_HID, n_out=be.N_OUT), rng=args.seed)
     first = np.arange(min(args.batch_size, len(train)))
-    bptt = be.Bptt(params, train.samples(first), train.labels[first], readout=args.readout)
-    for group in bptt.opt.param_groups:
-        group["lr"] = args.lr
+    bptt = be.Bptt(params, train.samples(first), train.labels[first], readout=args.readout, lr=args.lr)
     rng = np.random.default_rng(args.seed)
     rows, wall, budget = [], 0.0, args.minutes * 60
     print(f"BPTT: {len(train)} train, {len(validation)} validation, {len(test)} test; "
