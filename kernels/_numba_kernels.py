@@ -56,30 +56,71 @@ def crossing_time(v0, i0, v_end, tau_mem, tau_syn, dt, threshold, tol):
 
 
 @njit(fastmath=_FASTMATH, cache=True)
-def state_in_step(m, u, v0, i0, fired, fired_u, n_fired, W_rec, tau_mem, tau_syn):
-    """V and I of hidden neuron m at time u into the step, exactly: its own state at the step's
-    start (v0, i0) and the PSPs of the step's spikes before u (none of which it has fired)."""
-    v = voltage_after(u, v0, i0, tau_mem, tau_syn)
-    i = i0 * math.exp(-u / tau_syn)
-    for f in range(n_fired):
-        du = u - fired_u[f]
-        if du >= 0.0:
-            w = W_rec[fired[f], m]
-            v += voltage_after(du, 0.0, w, tau_mem, tau_syn)
-            i += w * math.exp(-du / tau_syn)
-    return v, i
+def rise(x, delta):
+    """(1 - e^(-x delta)) / delta with delta = 1/tau_s - 1/tau_m; x where delta = 0."""
+    y = -x * delta
+    return x * (math.expm1(y) / y if y != 0.0 else 1.0)
+
+
+# In the ordered scheme a neuron's voltage in a step is V(t) = e^(-t/tau_m) (P + Q rise(t)), with
+# P = V_n, Q = I_n / tau_m at t = 0 and, for each PSP of weight w starting at u, Q += g and
+# P -= g rise(u), g = w e^(u/tau_s) / tau_m. Two numbers per neuron hold all of the step's PSPs
+# exactly, and the form stays finite where tau_s = tau_m. I(t) = tau_m Q e^(-t/tau_s).
+
+@njit(fastmath=_FASTMATH, cache=True)
+def voltage_pq(t, P, Q, itm, delta):
+    return math.exp(-t * itm) * (P + Q * rise(t, delta))
 
 
 @njit(fastmath=_FASTMATH, cache=True)
-def crossing_after_kick(v, i, u, tau_mem, tau_syn, dt, threshold, tol):
-    """When a neuron in state (v, i) at time u into the step, just kicked by a spike of the step,
-    crosses threshold before the step ends: its crossing time (exact, in the step's time), or -1.0
-    if none."""
-    rest = dt - u
-    v_end = voltage_after(rest, v, i, tau_mem, tau_syn)
-    if v_end < threshold:
-        return -1.0
-    return u + crossing_time(v, i, v_end, tau_mem, tau_syn, rest, threshold, tol)
+def crossing_bound(u, v, i, itm, threshold, dt):
+    """A lower bound on the first crossing after u of a neuron in state (v, i) at u, and whether it
+    is the crossing itself. While V < threshold, tau_m dV/dt = I - V <= max(I(u), 0) - V, so V
+    rises no faster than towards max(I(u), 0) at rate 1/tau_m, and not at all past it. Over
+    threshold at u: u, but not exact, as the spike goes to the step's end if V is back under
+    threshold there (crossing_pq decides)."""
+    if v >= threshold:
+        return u, False
+    ip = max(i, 0.0)
+    if ip <= threshold:
+        return dt, True  # the exact voltage stays below: placed at the step's end
+    bound = u + (threshold - v) / ((ip - v) * itm)
+    if bound >= dt:
+        return dt, True
+    return bound, False
+
+
+@njit(fastmath=_FASTMATH, cache=True)
+def crossing_pq(P, Q, lo, hi, itm, delta, threshold, tol):
+    """The first upward crossing in [lo, hi] of V(t) = e^(-t/tau_m) (P + Q rise(t)), given no
+    crossing before lo, or hi if V(hi) < threshold (as the plain scheme places a graze, also where
+    V is over threshold at lo and falls back before hi); lo if V(lo) >= threshold; else the root
+    (unique: V has at most one extremum in a step), by the Illinois variant of regula falsi."""
+    f_hi = voltage_pq(hi, P, Q, itm, delta) - threshold
+    if f_hi < 0.0:
+        return hi
+    f_lo = voltage_pq(lo, P, Q, itm, delta) - threshold
+    if f_lo >= 0.0:
+        return lo
+    span = hi - lo
+    side = 0
+    u = hi
+    for _ in range(60):
+        u = (lo * f_hi - hi * f_lo) / (f_hi - f_lo)
+        f = voltage_pq(u, P, Q, itm, delta) - threshold
+        if abs(f) <= tol or hi - lo <= tol * span:
+            break
+        if f < 0.0:
+            lo, f_lo = u, f
+            if side == -1:
+                f_hi *= 0.5
+            side = -1
+        else:
+            hi, f_hi = u, f
+            if side == 1:
+                f_lo *= 0.5
+            side = 1
+    return u
 
 
 @njit(parallel=True, fastmath=_FASTMATH, cache=True)
@@ -98,7 +139,12 @@ def forward_kernel(
     record_samples = trace_v.shape[0] > 0
     record_i = trace_i.shape[0] > 0
     record_state = state_v.shape[0] > 0
+    homogeneous = True  # one tau_m and one tau_s in the hidden layer
+    for j in range(N):
+        if itm_h[j] != itm_h[0] or its_h[j] != its_h[0]:
+            homogeneous = False
     for chunk in prange(n_chunks):
+        em_u = es_u = rise_u = 0.0
         V = np.zeros(N, W_in.dtype)
         I = np.zeros(N, W_in.dtype)
         Vo = np.zeros(K, W_in.dtype)
@@ -112,13 +158,15 @@ def forward_kernel(
         cand_id = np.empty(N, np.int32)
         cand_u = np.empty(N, W_in.dtype)
         cand_pos = np.full(N, -1, np.int64)
-        # the exact state (kv, ki) of a neuron at time ku into the step, PSPs of the step's spikes
-        # up to ku included, kept while the neuron stays over threshold at the step's end, so
-        # that each kick costs one advance instead of a sum over the step's spikes
-        kv = np.empty(N, W_in.dtype)
-        ki = np.empty(N, W_in.dtype)
-        ku = np.empty(N, W_in.dtype)
-        kept = np.zeros(N, np.bool_)
+        # cand_u: a lower bound on the candidate's crossing, the crossing itself where cand_exact
+        cand_exact = np.zeros(N, np.bool_)
+        # each neuron's V in the step as (P, Q), holding the step's first nq PSPs
+        P = np.empty(N, np.float64)
+        Q = np.empty(N, np.float64)
+        nq = np.empty(N, np.int64)
+        # per spike of the step, e^(u/tau_s) and rise(u), shared by all targets where the taus are
+        fired_eus = np.empty(N, np.float64)
+        fired_rise = np.empty(N, np.float64)
         for s in range(chunk, B, n_chunks):
             V[:] = 0.0
             I[:] = 0.0
@@ -174,19 +222,24 @@ def forward_kernel(
                 else:
                     # the step's crossings in time order; each spike's PSP reaches the other
                     # hidden neurons at its crossing, so a spike can advance, delay, cancel or
-                    # cause (kick) another one in the same step (docs/engine.md, "Order in a step")
+                    # cause (kick) another one in the same step (docs/engine.md, "Order in a step").
+                    # The next to fire is found from cheap lower bounds: the candidate with the
+                    # least bound gets its exact crossing, until the least is exact.
                     n_cand = 0
                     for j in range(N):
                         V0[j] = V[j]
                         I0[j] = I[j]
-                        kept[j] = False
+                        nq[j] = -1
                         v = a_h[j] * V[j] + c_h[j] * I[j]
                         I[j] = b_h[j] * I[j]
                         V[j] = v
                         if v >= threshold:
+                            P[j] = V0[j]
+                            Q[j] = I0[j] * itm_h[j]
+                            nq[j] = 0
                             cand_id[n_cand] = j
-                            cand_u[n_cand] = crossing_time(V0[j], I0[j], v, 1.0 / itm_h[j], 1.0 / its_h[j],
-                                                           dt, threshold, tol)
+                            cand_u[n_cand], cand_exact[n_cand] = crossing_bound(0.0, V0[j], I0[j], itm_h[j],
+                                                                                threshold, dt)
                             cand_pos[j] = n_cand
                             n_cand += 1
                     while n_cand > 0:
@@ -195,25 +248,26 @@ def forward_kernel(
                             if cand_u[x] < cand_u[c]:
                                 c = x
                         j = cand_id[c]
+                        if not cand_exact[c]:
+                            cand_u[c] = crossing_pq(P[j], Q[j], cand_u[c], dt, itm_h[j], its_h[j] - itm_h[j],
+                                                    threshold, tol)
+                            cand_exact[c] = True
+                            continue
                         u = cand_u[c]
                         n_cand -= 1
                         cand_id[c] = cand_id[n_cand]
                         cand_u[c] = cand_u[n_cand]
+                        cand_exact[c] = cand_exact[n_cand]
                         cand_pos[cand_id[c]] = c
                         cand_pos[j] = -1
-                        tm_j = 1.0 / itm_h[j]
-                        ts_j = 1.0 / its_h[j]
-                        if recurrent and kept[j]:
-                            i_cross = ki[j] * math.exp(-(u - ku[j]) * its_h[j])
-                        elif recurrent:
-                            _, i_cross = state_in_step(j, u, V0[j], I0[j], fired, fired_u, n_fired,
-                                                        W_rec, tm_j, ts_j)
-                        else:
-                            i_cross = I0[j] * math.exp(-u * its_h[j])
+                        i_cross = Q[j] * math.exp(-u * its_h[j]) / itm_h[j]
                         dl = dt - u
                         fired[n_fired] = j
                         fired_u[n_fired] = u
                         lag[n_fired] = dl
+                        if homogeneous:
+                            fired_eus[n_fired] = math.exp(u * its_h[0])
+                            fired_rise[n_fired] = rise(u, its_h[0] - itm_h[0])
                         n_fired += 1
                         done[j] = True
                         if ns < cap:
@@ -226,9 +280,13 @@ def forward_kernel(
                             spike_lag[s, ns] = dl
                         ns += 1
                         counts[s, j] += 1
-                        V[j] = voltage_after(dl, 0.0, i_cross, tm_j, ts_j)
+                        V[j] = voltage_after(dl, 0.0, i_cross, 1.0 / itm_h[j], 1.0 / its_h[j])
                         if recurrent:
                             row = W_rec[j]
+                            if homogeneous:
+                                em_u = math.exp(-u * itm_h[0])
+                                es_u = 1.0 / fired_eus[n_fired - 1]
+                                rise_u = fired_rise[n_fired - 1]
                             for m in range(N):
                                 I[m] += row[m] * (1.0 - dl * its_h[m])
                                 V[m] += row[m] * (dl * itm_h[m])
@@ -238,35 +296,44 @@ def forward_kernel(
                                 # at its exact crossing after this kick
                                 x = cand_pos[m]
                                 if V[m] >= threshold:
-                                    tm_m = 1.0 / itm_h[m]
-                                    ts_m = 1.0 / its_h[m]
-                                    if kept[m]:
-                                        du = u - ku[m]
-                                        kv[m] = voltage_after(du, kv[m], ki[m], tm_m, ts_m)
-                                        ki[m] = ki[m] * math.exp(-du * its_h[m]) + row[m]
-                                    else:
-                                        kv[m], ki[m] = state_in_step(m, u, V0[m], I0[m], fired, fired_u,
-                                                                     n_fired, W_rec, tm_m, ts_m)
-                                        kept[m] = True
-                                    ku[m] = u
-                                    um = crossing_after_kick(kv[m], ki[m], u, tm_m, ts_m, dt, threshold, tol)
-                                    if um < 0.0:
-                                        # the first-order PSP at t_{n+1} is over threshold where the
-                                        # exact voltage is not: a crossing at the step's end
-                                        um = dt
+                                    if nq[m] < 0:
+                                        P[m] = V0[m]
+                                        Q[m] = I0[m] * itm_h[m]
+                                        nq[m] = 0
+                                    dm = its_h[m] - itm_h[m]
+                                    for f in range(nq[m], n_fired):  # the PSPs it has not taken yet
+                                        if homogeneous:
+                                            g = W_rec[fired[f], m] * itm_h[m] * fired_eus[f]
+                                            P[m] -= g * fired_rise[f]
+                                        else:
+                                            g = W_rec[fired[f], m] * itm_h[m] * math.exp(fired_u[f] * its_h[m])
+                                            P[m] -= g * rise(fired_u[f], dm)
+                                        Q[m] += g
+                                    nq[m] = n_fired
+                                    if not homogeneous:
+                                        em_u = math.exp(-u * itm_h[m])
+                                        es_u = math.exp(-u * its_h[m])
+                                        rise_u = rise(u, dm)
+                                    bound, exact = crossing_bound(u, em_u * (P[m] + Q[m] * rise_u),
+                                                                  Q[m] * es_u / itm_h[m], itm_h[m], threshold, dt)
                                     if x < 0:
                                         x = n_cand
                                         n_cand += 1
                                         cand_id[x] = m
                                         cand_pos[m] = x
-                                    cand_u[x] = um
-                                else:
-                                    kept[m] = False
-                                    if x < 0:
-                                        continue
+                                    elif row[m] == 0.0:
+                                        continue  # unchanged
+                                    elif row[m] < 0.0 and not exact:
+                                        # an inhibitory PSP only delays the crossing: the old
+                                        # bound holds too
+                                        bound = max(bound, cand_u[x])
+                                    cand_u[x] = bound
+                                    cand_exact[x] = exact
+                                elif x >= 0:
                                     n_cand -= 1
                                     cand_id[x] = cand_id[n_cand]
                                     cand_u[x] = cand_u[n_cand]
+                                    cand_exact[x] = cand_exact[n_cand]
                                     cand_pos[cand_id[x]] = x
                                     cand_pos[m] = -1
                     for f in range(n_fired):

@@ -424,3 +424,46 @@ def test_a_spike_train_keeps_the_intervals_of_its_continuous_dynamics():
     times = rec.spike_step[0, :n] * 1.0 - rec.spike_lag[0, :n]
     assert n == len(exact), f"{case}: {n} spikes on the grid, {len(exact)} exact"
     np.testing.assert_allclose(times, exact, atol=1e-6, err_msg=case)
+
+
+def _psp(t, tm, ts):
+    """V at t of a unit current started at 0."""
+    return (np.exp(-t / tm) - np.exp(-t / ts)) / (tm * (1.0 / ts - 1.0 / tm))
+
+
+def test_a_kick_that_finds_a_neuron_over_threshold_fires_it_where_its_voltage_ends_the_step():
+    """Neuron A's exact voltage rises just over ϑ and falls back within one step, so that it is
+    not due to fire there; neuron B fires while A is over ϑ, and its PSP puts A's first-order
+    voltage at the step's end over ϑ while the exact one stays under. Like any graze, A fires at
+    the step's end (lag 0), as the reference places it: not at B's crossing, where the kick
+    found it already over ϑ. Cases drawn from a seed sequence, each built to hold that state."""
+    for child in np.random.SeedSequence(4101).spawn(6):
+        rng = np.random.default_rng(child)
+        tm_a, ts_a = rng.uniform(12.0, 30.0), rng.uniform(3.0, 8.0)
+        tm_b, ts_b = (tm_a, ts_a) if rng.random() < 0.5 else (rng.uniform(12.0, 30.0), rng.uniform(3.0, 8.0))
+        eps = 10 ** rng.uniform(-6, -4)  # A's peak over ϑ, relative
+        t_peak = np.log(tm_a / ts_a) / (1.0 / ts_a - 1.0 / tm_a)
+        n = int(t_peak)
+        dt = t_peak / (n + 0.5)  # A's peak in the middle of step n, A's input at 0
+        w_a = THRESHOLD * (1 + eps) / _psp(t_peak, tm_a, ts_a)
+        m = n - 2  # B's input two steps before, so that B rises steeply through ϑ at A's peak
+        w_b = THRESHOLD / _psp(t_peak - m * dt, tm_b, ts_b)
+        u = t_peak - n * dt
+        deficit = THRESHOLD - w_a * _psp((n + 1) * dt, tm_a, ts_a)
+        lo, hi = deficit / ((dt - u) / tm_a), deficit / _psp(dt - u, tm_a, ts_a)
+        assert 0 < deficit and lo < hi
+        w_ba = 0.5 * (lo + hi)  # first order over ϑ at the step's end, exact under
+        params = kernels.Params(np.array([[w_a, 0.0], [0.0, w_b]]), np.array([[0.0, 0.0], [w_ba, 0.0]]),
+                                np.array([[0.3], [0.2]]), np.array([tm_a, tm_b]), np.array([ts_a, ts_b]),
+                                np.array([20.0]), np.array([5.0]))
+        samples = [(np.array([0.0, m * dt]), np.array([0, 1]))]
+        n_steps = n + 5
+        rec = run_engine(params, samples, dt, n_steps, engine=kernels.get_engine("numba", in_step_order=True))
+        refs = reference(params, samples, dt, n_steps)
+        assert_record_matches(rec, refs)
+        ids = list(rec.spike_id[0, :rec.n_spikes[0]])
+        assert ids[:2] == [1, 0], ids  # B, then A in the same step (B may fire again later)
+        assert rec.spike_step[0, 0] == rec.spike_step[0, 1] == n + 1
+        assert rec.spike_lag[0, 0] == pytest.approx(dt - u, abs=1e-9)
+        assert rec.spike_lag[0, 1] == 0.0
+        assert rec.spike_slope[0, 1] >= KICK_MIN_SLOPE
