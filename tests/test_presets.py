@@ -47,16 +47,18 @@ def test_switching_presets_leaves_nothing_behind():
 
 
 def test_the_preset_warns_where_the_plain_step_order_ran_away():
-    """--preset paper runs the plain order at dt 0.5 ms; at 1 ms only the in-step order held."""
+    """--preset paper runs the in-step order at dt 0.5 ms; the plain order ran away at 1 ms."""
     def note(argv):
         c = _configs(["--preset", "paper"] + argv)
         return plain_order_note(c["training"], c["network"])
 
+    assert _configs(["--preset", "paper"])["training"].in_step_order is True
     assert note([]) is None
-    assert note(["--dt", "1", "--in-step-order"]) is None
-    assert "--in-step-order" in note(["--dt", "1"])
+    assert note(["--dt", "1"]) is None
+    assert note(["--no-in-step-order"]) is None
+    assert "--in-step-order" in note(["--dt", "1", "--no-in-step-order"])
     assert "genn" in note(["--backend", "genn", "--dt", "1"])
-    assert note(["--dt", "1", "--no-heterogeneous-tau"]) is None
+    assert note(["--dt", "1", "--no-in-step-order", "--no-heterogeneous-tau"]) is None
 
 
 def test_unknown_preset_is_refused():
