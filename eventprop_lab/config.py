@@ -66,7 +66,7 @@ PRESETS = {
         # spikes. With the plain order in a step it ran away within 2-3 epochs at dt 1 ms; at 0.5 ms
         # it still hit NaN (no augmentation) or slipped to 7-9 Hz (seed 4) in 2 of 6 runs on the
         # spoken words at lr 3e-3, where the in-step order held in every run. The in-step order
-        # costs about 1.4x per epoch (docs/results.md, "The paper preset on the spoken words")
+        # costs 1.2-1.5x per sample (docs/results.md, "The paper preset on the spoken words")
         "training.dt": 0.5,
         "training.in_step_order": True,
         "run.epochs": 50,
