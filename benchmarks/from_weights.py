@@ -43,6 +43,19 @@ def slope_as_mlgenn(engine, params):
     engine.backward = biased
 
 
+def late_gradient(optimiser):
+    """Make optimiser.step apply the gradient it was given at its previous call (nothing at the first)."""
+    step, held = optimiser.step, {}
+
+    def late(params, grads, lr=None):
+        previous = dict(held)
+        held.clear()
+        held.update(grads)
+        return step(params, previous, lr=lr) if previous else []
+
+    optimiser.step = late
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--init", default=None, help=".npz with W_in, W_rec, W_out (or params/W_in, ...)")
@@ -59,6 +72,9 @@ def main(argv=None):
                     help="a biased gradient, for comparison: the backward pass divides each hidden spike's jump by "
                          "mlGeNN's grid estimate of I - V (I at the step's start, V at its end) instead of the exact "
                          "I - threshold at the crossing")
+    ap.add_argument("--late-gradient", action="store_true",
+                    help="apply each batch's gradient one batch late, as mlGeNN does (its backward pass of "
+                         "example n runs during the forward pass of example n + 1)")
     add_config_options(ap)
     args = ap.parse_args(argv)
     c = configs_from_args(args, ap)
@@ -68,6 +84,8 @@ def main(argv=None):
     params = run.trainer.params
     if args.slope_as_mlgenn:
         slope_as_mlgenn(run.trainer.engine, run.trainer.params)
+    if args.late_gradient:
+        late_gradient(run.trainer.optimiser)
     if args.min_slope is not None:
         run.trainer.engine.min_slope = args.min_slope
     if args.adam_eps is not None:

@@ -135,3 +135,21 @@ def test_gradient_comparison_refuses_a_probe_of_other_samples(h5, tmp_path, caps
     with pytest.raises(SystemExit):
         gv.main([str(tmp_path / "other.npz"), "--init", str(weights)] + _opts(h5, tmp_path / "r")[:-2])
     assert "labels differ" in capsys.readouterr().err
+
+
+def test_late_gradient_applies_each_gradient_one_step_late():
+    from eventprop_lab.optim import Adam
+
+    fw = _load("from_weights")
+    rng = np.random.default_rng()
+    x0 = rng.normal(size=5).astype(np.float32)
+    g1, g2 = rng.normal(size=5).astype(np.float32), rng.normal(size=5).astype(np.float32)
+    late, plain = Adam(lr=0.1), Adam(lr=0.1)
+    fw.late_gradient(late)
+    p = {"w": x0.copy()}
+    assert late.step(p, {"w": g1}) == []
+    np.testing.assert_array_equal(p["w"], x0)
+    late.step(p, {"w": g2})
+    q = {"w": x0.copy()}
+    plain.step(q, {"w": g1})
+    np.testing.assert_array_equal(p["w"], q["w"])
