@@ -136,6 +136,11 @@ def main(argv=None):
                          "K training samples (file order) at the initial weights to --gradients-out")
     ap.add_argument("--gradients-out", default="runs/mlgenn_gradients.npz")
     args = ap.parse_args(argv)
+    if args.gradients and args.batch_size != 1:
+        ap.error("--gradients needs --batch-size 1")
+    if args.gradients and args.reg <= 0:
+        ap.error("--gradients reads the regulariser's spike count: give --reg > 0 "
+                 "(--reg 1e-30 keeps the regulariser off in effect)")
 
     from ml_genn import Connection, Network, Population
     from ml_genn.callbacks import Callback
@@ -218,8 +223,6 @@ def main(argv=None):
     print(f"mlGeNN {args.backend}: {len(sets['train'][1])} train, {len(sets['test'][1])} test, "
           f"{steps} steps, batch {args.batch_size}; model built in {build_s:.1f} s", flush=True)
     if args.gradients:
-        if args.batch_size != 1:
-            raise SystemExit("--gradients needs --batch-size 1")
         return probe_gradients(args, compiled, conns, shapes, hidden, out, inp, sets, steps)
     with compiled:
         def save_weights(path, what):
