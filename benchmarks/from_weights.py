@@ -22,6 +22,23 @@ from eventprop_lab.run import TrainingRun
 NAMES = ("W_in", "W_rec", "W_out")
 
 
+def load_init(path, params):
+    """params with W_in, W_rec, W_out from an .npz (plain keys or a checkpoint's params/W_in);
+    ValueError naming what is missing or of the wrong shape."""
+    with np.load(path, allow_pickle=False) as f:
+        new = {}
+        for name in NAMES:
+            key = name if name in f.files else f"params/{name}"
+            if key not in f.files:
+                raise ValueError(f"{path} has no {name} (keys: {', '.join(f.files)})")
+            w = np.asarray(f[key], params.W_in.dtype)
+            want = getattr(params, name).shape
+            if w.shape != want:
+                raise ValueError(f"{path}: {name} has shape {w.shape}; this network needs {want}")
+            new[name] = w
+    return params._replace(**new)
+
+
 def slope_as_mlgenn(engine, params):
     """Wrap engine.backward so it sees mlGeNN's estimate of each hidden spike's I - V: I at the
     start of the spike's step (the exact I at the crossing, grown back over the rest of the step
@@ -91,18 +108,10 @@ def main(argv=None):
     if args.adam_eps is not None:
         run.trainer.optimiser.eps = args.adam_eps
     if args.init:
-        with np.load(args.init, allow_pickle=False) as f:
-            new = {}
-            for name in NAMES:
-                key = name if name in f.files else f"params/{name}"
-                if key not in f.files:
-                    ap.error(f"{args.init} has no {name} (keys: {', '.join(f.files)})")
-                w = np.asarray(f[key], params.W_in.dtype)
-                want = getattr(params, name).shape
-                if w.shape != want:
-                    ap.error(f"{args.init}: {name} has shape {w.shape}; this network needs {want}")
-                new[name] = w
-        run.trainer.params = params._replace(**new)
+        try:
+            run.trainer.params = load_init(args.init, params)
+        except ValueError as exc:
+            ap.error(str(exc))
         print(f"initial weights from {args.init}", flush=True)
     if args.save_init:
         p = run.trainer.params
@@ -114,11 +123,9 @@ def main(argv=None):
             print(f"{name}: accuracy {res['accuracy']:.3f}, loss {res['loss']:.4f}, hidden {res['rate_hz']:.1f} Hz",
                   flush=True)
         return 0
-    tests = []
     for epoch in range(1, run.run_cfg.epochs + 1):
         run.fit(epoch)
         res = run.evaluate(run.test_set)
-        tests.append(res["accuracy"])
         print(f"epoch {epoch:>3}  test acc {res['accuracy']:.3f}  hidden {res['rate_hz']:.1f} Hz", flush=True)
     export_csv(run.out / "metrics.jsonl", run.out / "epochs.csv")
     summary = run.write_summary()

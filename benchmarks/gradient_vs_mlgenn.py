@@ -9,9 +9,14 @@ Our gradients lack mlGeNN's factor 1/tau_m on the readout sources, so they are c
 division by tau_m. Prints, per sample: total hidden spikes in each, the correlation of per-neuron
 counts, and per weight matrix the cosine between the two gradients and the ratio of their norms."""
 import argparse
+import os
 import sys
 
 import numpy as np
+
+sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+from fd import fd_derivative  # noqa: E402  the tests' careful finite differences
+from from_weights import load_init, slope_as_mlgenn  # noqa: E402  this folder is on sys.path as a script
 
 from eventprop_lab.cli import add_config_options, configs_from_args
 from eventprop_lab.gradient import loss_and_gradients
@@ -27,17 +32,19 @@ def cosine(a, b):
 
 def directional_fd(trainer, batch, labels, direction, eps, ours_grad, tau):
     """(FD, ours, mlGeNN's x tau) of the loss's derivative along `direction` in W_in, in float64;
-    FD is None where the +-eps step changes a spike count (the loss jumps there)."""
+    FD (tests/fd.py: steps eps, eps/10, eps/100, kept where two agree) is None where a step changes a
+    spike count or the steps disagree."""
     p = trainer.params.astype(np.float64)
     d = direction.astype(np.float64) / np.linalg.norm(direction)
-    ends = []
-    for sign in (1.0, -1.0):
-        q = p._replace(W_in=p.W_in + sign * eps * d)
+
+    def loss_and_counts(x):
+        q = p._replace(W_in=p.W_in + x * d)
         rec = trainer.engine.forward(q, batch, **trainer.loss.record_options())
-        ends.append((trainer.loss.evaluate(rec, labels, q).value, np.asarray(rec.counts)))
-    if not np.array_equal(ends[0][1], ends[1][1]):
+        return trainer.loss.evaluate(rec, labels, q).value, np.asarray(rec.counts)
+
+    fd, _ = fd_derivative(loss_and_counts, None, 0.0, eps)
+    if fd is None:
         return None, None, None
-    fd = (ends[0][0] - ends[1][0]) / (2 * eps)
     return float(fd), float(np.sum(ours_grad * d)), float(np.sum(direction * d) * tau)
 
 
@@ -49,18 +56,17 @@ def main(argv=None):
                     help="our backward pass with mlGeNN's grid estimate of I - V at hidden spikes (from_weights.py)")
     ap.add_argument("--fd", type=float, default=0.0, metavar="EPS",
                     help="also the loss's central difference (float64, step EPS) along mlGeNN's W_in gradient: "
-                         "which of the two predicts it (skipped where the step changes a spike count)")
+                         "which of the two predicts it (tests/fd.py's steps EPS, EPS/10, EPS/100)")
     add_config_options(ap)
     args = ap.parse_args(argv)
     c = configs_from_args(args, ap)
     run = TrainingRun(c["run"], c["network"], c["training"], c["augment"])
     trainer = run.trainer
-    with np.load(args.init) as f:
-        trainer.params = trainer.params._replace(
-            **{n: np.asarray(f[n if n in f.files else f"params/{n}"], trainer.params.W_in.dtype) for n in NAMES})
+    try:
+        trainer.params = load_init(args.init, trainer.params)
+    except ValueError as exc:
+        ap.error(str(exc))
     if args.slope_as_mlgenn:
-        from from_weights import slope_as_mlgenn  # this folder is on sys.path when run as a script
-
         slope_as_mlgenn(trainer.engine, trainer.params)
     with np.load(args.probe) as f:
         probe = {k: f[k] for k in f.files}
@@ -84,7 +90,8 @@ def main(argv=None):
         for n in NAMES:
             g = np.asarray(getattr(res.gradients, n), np.float64) / tau
             h = probe[f"grad/{n}"][i].astype(np.float64)
-            row += [cosine(g, h), np.linalg.norm(g) / np.linalg.norm(h) if np.linalg.norm(h) else float("nan")]
+            nh = np.linalg.norm(h)
+            row += [cosine(g, h), np.linalg.norm(g) / nh if nh else float("nan")]
         rows.append(row)
         if args.fd > 0:
             fd_rows.append(directional_fd(trainer, batch, labels[i:i + 1], probe["grad/W_in"][i], args.fd,
@@ -100,7 +107,7 @@ def main(argv=None):
         print(f"{'sample':>6} {'FD':>11} {'ours':>11} {'mlGeNN':>11} {'ours/FD':>8} {'mlGeNN/FD':>9}")
         for i, (fd, ours, theirs) in enumerate(fd_rows):
             if fd is None:
-                print(f"{i:>6}  (a spike count changed: no FD)")
+                print(f"{i:>6}  (a spike count changed or the steps disagree: no FD)")
             else:
                 print(f"{i:>6} {fd:>11.4e} {ours:>11.4e} {theirs:>11.4e} {ours / fd:>8.3f} {theirs / fd:>9.3f}")
     return 0
