@@ -7,7 +7,12 @@ against mlGeNN's (`benchmarks/mlgenn_reference.py --init W.npz --gradients K`).
 Options after the probe file are `eventprop-lab train`'s (the network must be mlGeNN's plain one).
 Our gradients lack mlGeNN's factor 1/tau_m on the readout sources, so they are compared after
 division by tau_m. Prints, per sample: total hidden spikes in each, the correlation of per-neuron
-counts, and per weight matrix the cosine between the two gradients and the ratio of their norms."""
+counts, and per weight matrix the cosine between the two gradients and the ratio of their norms.
+
+With `--subtract PROBE0` (mlGeNN's probe of the same clips with its regulariser off, `--reg 1e-30`)
+it compares the regulariser's part alone: mlGeNN's probe minus PROBE0 against ours with
+`--reg-strength` minus ours without. This tells whether the two regularisers weigh the same against
+their own loss gradients."""
 import argparse
 import os
 import sys
@@ -48,6 +53,12 @@ def directional_fd(trainer, batch, labels, direction, eps, ours_grad, tau):
     return float(fd), float(np.sum(ours_grad * d)), float(np.sum(direction * d) * tau)
 
 
+def nanmedian(x):
+    """The median of the finite entries; nan where there are none (a part that is zero in both)."""
+    x = x[np.isfinite(x)]
+    return float(np.median(x)) if x.size else float("nan")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("probe", help=".npz written by mlgenn_reference.py --gradients")
@@ -57,6 +68,9 @@ def main(argv=None):
     ap.add_argument("--fd", type=float, default=0.0, metavar="EPS",
                     help="also the loss's central difference (float64, step EPS) along mlGeNN's W_in gradient: "
                          "which of the two predicts it (tests/fd.py's steps EPS, EPS/10, EPS/100)")
+    ap.add_argument("--subtract", default=None, metavar="PROBE0",
+                    help="mlGeNN's probe of the same clips without its regulariser: compare the regulariser's part "
+                         "of the gradient only (ours: --reg-strength minus no regulariser)")
     add_config_options(ap)
     args = ap.parse_args(argv)
     c = configs_from_args(args, ap)
@@ -70,6 +84,19 @@ def main(argv=None):
         slope_as_mlgenn(trainer.engine, trainer.params)
     with np.load(args.probe) as f:
         probe = {k: f[k] for k in f.files}
+    if args.subtract:
+        if trainer.regulariser is None:
+            ap.error("--subtract compares the regulariser's part: give --reg-strength > 0")
+        if args.fd > 0:
+            ap.error("--fd checks the loss's gradient; it does not combine with --subtract")
+        with np.load(args.subtract) as f:
+            probe0 = {k: f[k] for k in f.files}
+        if not np.array_equal(probe0["labels"], probe["labels"][:len(probe0["labels"])]):
+            ap.error(f"{args.subtract} is a probe of other clips than {args.probe}")
+        n0 = len(probe0["labels"])
+        probe = {k: probe[k][:n0] for k in ("labels", "counts", "grad/W_in", "grad/W_rec", "grad/W_out")}
+        for n in NAMES:
+            probe[f"grad/{n}"] = probe[f"grad/{n}"] - probe0[f"grad/{n}"]
     k = len(probe["labels"])
     labels = run.train_set.labels[:k]
     if not np.array_equal(labels, probe["labels"]):
@@ -83,12 +110,16 @@ def main(argv=None):
         batch = trainer.batch(run._inputs(run.train_set.samples(np.array([i]))))
         res = loss_and_gradients(trainer.engine, trainer.params, batch, labels[i:i + 1], trainer.loss,
                                  trainer.regulariser)
+        grads = {n: np.asarray(getattr(res.gradients, n), np.float64) for n in NAMES}
+        if args.subtract:
+            res0 = loss_and_gradients(trainer.engine, trainer.params, batch, labels[i:i + 1], trainer.loss, None)
+            grads = {n: grads[n] - np.asarray(getattr(res0.gradients, n), np.float64) for n in NAMES}
         ours_counts = np.asarray(res.record.counts).reshape(-1)
         theirs = probe["counts"][i]
         corr = float(np.corrcoef(ours_counts, theirs)[0, 1]) if ours_counts.std() and theirs.std() else float("nan")
         row = [ours_counts.sum(), theirs.sum(), corr]
         for n in NAMES:
-            g = np.asarray(getattr(res.gradients, n), np.float64) / tau
+            g = grads[n] / tau
             h = probe[f"grad/{n}"][i].astype(np.float64)
             nh = np.linalg.norm(h)
             row += [cosine(g, h), np.linalg.norm(g) / nh if nh else float("nan")]
@@ -99,8 +130,8 @@ def main(argv=None):
         print(f"{i:>6} {int(row[0]):>9}/{int(row[1]):<9} {row[2]:>10.3f} " +
               " ".join(f"{row[3 + 2 * j]:>10.3f} {row[4 + 2 * j]:>10.3f}" for j in range(len(NAMES))), flush=True)
     r = np.array(rows, np.float64)
-    print(f"{'median':>6} {'':>19} {np.nanmedian(r[:, 2]):>10.3f} " +
-          " ".join(f"{np.nanmedian(r[:, 3 + 2 * j]):>10.3f} {np.nanmedian(r[:, 4 + 2 * j]):>10.3f}"
+    print(f"{'median':>6} {'':>19} {nanmedian(r[:, 2]):>10.3f} " +
+          " ".join(f"{nanmedian(r[:, 3 + 2 * j]):>10.3f} {nanmedian(r[:, 4 + 2 * j]):>10.3f}"
                    for j in range(len(NAMES))))
     if args.fd > 0:
         print(f"\nalong mlGeNN's W_in gradient (unit step), central difference of the loss, step {args.fd:g}:")

@@ -65,7 +65,7 @@ def test_from_weights_trains_from_the_given_weights(h5, tmp_path, capsys):
     assert "W_rec has shape (3, 3)" in capsys.readouterr().err
 
 
-def _our_probe(h5, tmp_path, k=3):
+def _our_probe(h5, tmp_path, k=3, extra=(), name="probe.npz"):
     """A probe file as mlgenn_reference.py --gradients writes it, from our own engine."""
     from eventprop_lab.cli import add_config_options, configs_from_args
     from eventprop_lab.gradient import loss_and_gradients
@@ -76,7 +76,7 @@ def _our_probe(h5, tmp_path, k=3):
     fw.main(["--save-init", str(tmp_path / "w.npz"), "--evaluate-only"] + _opts(h5, tmp_path / "p"))
     ap = argparse.ArgumentParser()
     add_config_options(ap)
-    c = configs_from_args(ap.parse_args(_opts(h5, tmp_path / "q")[:-2]), ap)
+    c = configs_from_args(ap.parse_args(_opts(h5, tmp_path / "q")[:-2] + list(extra)), ap)
     run = TrainingRun(c["run"], c["network"], c["training"], c["augment"])
     tr = run.trainer
     with np.load(tmp_path / "w.npz") as f:
@@ -93,8 +93,8 @@ def _our_probe(h5, tmp_path, k=3):
         probe["counts"].append(np.asarray(res.record.counts).reshape(-1))
     probe = {key: np.stack(v) for key, v in probe.items()}
     probe["labels"] = run.train_set.labels[:k]
-    np.savez(tmp_path / "probe.npz", **probe)
-    return tmp_path / "probe.npz", tmp_path / "w.npz"
+    np.savez(tmp_path / name, **probe)
+    return tmp_path / name, tmp_path / "w.npz"
 
 
 def _medians(out):
@@ -122,6 +122,27 @@ def test_gradient_comparison_finds_our_own_gradient_equal(h5, tmp_path, capsys, 
     med = _medians(capsys.readouterr().out)
     assert med[2] != pytest.approx(1.0, abs=1e-3)  # the biased slope changes W_in's gradient
     assert med[6] == pytest.approx(1.0, abs=1e-3)  # and not the readout's
+
+
+def test_gradient_comparison_of_the_regularisers_part(h5, tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    c = float(np.random.default_rng().uniform(1e-6, 1e-4))
+    probe0, weights = _our_probe(h5, tmp_path, extra=["--reg-strength", "0"], name="p0.npz")
+    probe2, _ = _our_probe(h5, tmp_path, extra=["--reg-strength", str(2 * c)], name="p2.npz")
+    capsys.readouterr()
+    gv = _load("gradient_vs_mlgenn")
+    base = [str(probe2), "--init", str(weights), "--subtract", str(probe0)] + _opts(h5, tmp_path / "r")[:-2]
+    assert gv.main(base + ["--reg-strength", str(c)]) == 0
+    med = _medians(capsys.readouterr().out)
+    # the regulariser's jump, and so its part of the gradient, is linear in its strength
+    for cos, ratio in zip(med[1::2], med[2::2]):
+        if not np.isnan(cos):  # W_out's part is zero: the jump acts on the hidden layer
+            assert cos == pytest.approx(1.0, abs=1e-3) and ratio == pytest.approx(0.5, rel=1e-3)
+    assert not np.isnan(med[1])
+
+    with pytest.raises(SystemExit):
+        gv.main(base + ["--reg-strength", "0"])
+    assert "give --reg-strength > 0" in capsys.readouterr().err
 
 
 def test_gradient_comparison_refuses_a_probe_of_other_samples(h5, tmp_path, capsys, monkeypatch):
