@@ -21,13 +21,11 @@ import numpy as np
 
 sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 from fd import fd_derivative  # noqa: E402  the tests' careful finite differences
-from from_weights import load_init, slope_as_mlgenn  # noqa: E402  this folder is on sys.path as a script
+from from_weights import NAMES, load_init, slope_as_mlgenn  # noqa: E402  this folder is on sys.path as a script
 
 from eventprop_lab.cli import add_config_options, configs_from_args
 from eventprop_lab.gradient import loss_and_gradients
 from eventprop_lab.run import TrainingRun
-
-NAMES = ("W_in", "W_rec", "W_out")
 
 
 def cosine(a, b):
@@ -111,9 +109,9 @@ def main(argv=None):
         res = loss_and_gradients(trainer.engine, trainer.params, batch, labels[i:i + 1], trainer.loss,
                                  trainer.regulariser)
         grads = {n: np.asarray(getattr(res.gradients, n), np.float64) for n in NAMES}
-        if args.subtract:
-            res0 = loss_and_gradients(trainer.engine, trainer.params, batch, labels[i:i + 1], trainer.loss, None)
-            grads = {n: grads[n] - np.asarray(getattr(res0.gradients, n), np.float64) for n in NAMES}
+        if args.subtract:  # the same forward pass, backward without the regulariser's jump
+            plain, _ = trainer.engine.backward(trainer.params, batch, res.record, res.loss.source)
+            grads = {n: grads[n] - np.asarray(getattr(plain, n), np.float64) for n in NAMES}
         ours_counts = np.asarray(res.record.counts).reshape(-1)
         theirs = probe["counts"][i]
         corr = float(np.corrcoef(ours_counts, theirs)[0, 1]) if ours_counts.std() and theirs.std() else float("nan")

@@ -1,9 +1,7 @@
 """The tools that set this project beside mlGeNN with the same weights: benchmarks/from_weights.py
 (train or evaluate from given weights) and benchmarks/gradient_vs_mlgenn.py (gradients sample by
 sample). mlGeNN itself is not needed: the probe file is written here from our own engine."""
-import importlib.util
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,14 +9,7 @@ import pytest
 from eventprop_lab.data import write_shd_h5
 from eventprop_lab.toy import spike_patterns
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from bench import BENCH, load_bench as _load
 
 
 @pytest.fixture

@@ -1,8 +1,6 @@
 """benchmarks/silent_by_tau.py: the silent share per quartile of tau_mem, on a run whose
 shortest-tau neurons are silenced by hand."""
-import importlib.util
 import re
-from pathlib import Path
 
 import numpy as np
 
@@ -10,14 +8,7 @@ from eventprop_lab.cli import main
 from eventprop_lab.data import write_shd_h5
 from eventprop_lab.toy import spike_patterns
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from bench import BENCH, load_bench as _load
 
 
 def test_silent_by_tau_finds_the_silenced_quartile(tmp_path, capsys, monkeypatch):
