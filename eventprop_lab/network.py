@@ -64,6 +64,11 @@ def readout_init(config: NetworkConfig, loss=None):
             std if config.w_out_std is None else config.w_out_std)
 
 
+def het_gain(config: NetworkConfig, tau_mem, tau_syn):
+    """Per hidden neuron, the factor het_weight_norm puts on its incoming weights at init."""
+    return (config.tau_syn / np.asarray(tau_syn, np.float64)) * np.sqrt(np.asarray(tau_mem, np.float64) / config.tau_mem)
+
+
 def init_params(config: NetworkConfig, rng, dtype=np.float32, loss=None) -> Params:
     """Draw initial weights and time constants (spec §6; hetLIF per spec §1); `loss` picks the
     readout init where the config leaves it unset."""
@@ -83,7 +88,7 @@ def init_params(config: NetworkConfig, rng, dtype=np.float32, loss=None) -> Para
             # carried back through W_rec, outweighs each neuron's own term and the regulariser
             # pushes about half the neurons the wrong way (docs/results.md, "Why training was
             # unstable"). Scaling the incoming weights keeps the tau diversity but not the spread.
-            gain = (config.tau_syn / tau_syn) * np.sqrt(tau_mem / config.tau_mem)
+            gain = het_gain(config, tau_mem, tau_syn)
             W_in = W_in * gain[None, :]
             if W_rec is not None:
                 W_rec = W_rec * gain[None, :]

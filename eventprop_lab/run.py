@@ -10,7 +10,7 @@ import numpy as np
 from kernels import Params
 
 from .config import AugmentConfig, RunConfig, config_to_dict, configs_from_dict
-from .network import NetworkConfig, atomic_write, init_params, read_npz
+from .network import NetworkConfig, atomic_write, het_gain, init_params, read_npz
 from .observe import BatchRecord, EpochRecord, EventRecord, MetricsWriter, ProbeRecord, probe_data, truncate_metrics
 from .optim import format_rate
 from .regularisers import lift_silent
@@ -236,7 +236,10 @@ class TrainingRun:
         self.delay_line = make_delay_line(net, training.trial_ms)
         self.augmentation = make_augmentation(augment, train.n_channels, training.trial_ms)
         params = init_params(net, rng=training.seed, loss=training.loss)
-        self.trainer = Trainer(params, training, engine=engine)
+        neuron_lr = None
+        if training.het_lr_norm and net.heterogeneous_tau and net.het_weight_norm:
+            neuron_lr = het_gain(net, params.tau_mem, params.tau_syn)  # the initial draw's, also on resume
+        self.trainer = Trainer(params, training, engine=engine, neuron_lr_scale=neuron_lr)
         self.input_gain = self._calibrate_input_gain() if net.init_rate_hz > 0 else None
         self.epoch = 0
         self.step = 0

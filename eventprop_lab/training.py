@@ -34,6 +34,8 @@ class TrainingConfig(param.Parameterized):
     w_in_lr_scale = param.Number(1.0, bounds=(0.0, 10.0), inclusive_bounds=(False, True),
                                  doc="Adam's learning rate for input weights times this (0.1 with the delay line, "
                                      "whose input weights start 10x smaller)")
+    het_lr_norm = param.Boolean(False, doc="with het_weight_norm, scale Adam's learning rate for each hidden neuron's "
+                                           "incoming weights (W_in, W_rec) by the factor its weights got at init")
     grad_clip = param.Number(5.0, bounds=(0.0, None),
                              doc="scale a batch's gradient down to this many times the median gradient norm of the "
                                  "last 100 batches (0: off); single outlier batches set off runaways")
@@ -68,7 +70,7 @@ class NonFiniteStep(FloatingPointError):
 class Trainer:
     """Owns parameters, optimiser and schedule; trains on (samples, labels) batches."""
 
-    def __init__(self, params: Params, config: TrainingConfig, engine=None):
+    def __init__(self, params: Params, config: TrainingConfig, engine=None, neuron_lr_scale=None):
         self.config = config
         self.engine = engine or get_engine(config.backend, **(
             {"in_step_order": config.in_step_order} if config.backend == "numba" else {}))
@@ -77,7 +79,13 @@ class Trainer:
                              "use backend numba or train_tau off")
         check_loss_supported(self.engine, config.loss)
         self.params = params
-        self.optimiser = Adam(lr=config.lr, lr_scale={"W_in": config.w_in_lr_scale})
+        lr_scale = {"W_in": config.w_in_lr_scale}
+        if neuron_lr_scale is not None:
+            # Adam moves every weight by about lr whatever its size: a neuron whose weights start
+            # smaller gets a rate as much smaller, else its inputs move further relative to its drive
+            g = np.asarray(neuron_lr_scale, np.float32)
+            lr_scale = {"W_in": config.w_in_lr_scale * g, "W_rec": g}
+        self.optimiser = Adam(lr=config.lr, lr_scale=lr_scale)
         self.schedule = LearningRateSchedule(config.lr, warmup=config.warmup)
         self.clip = NormClip(config.grad_clip)
         self.loss = get_loss(config.loss)

@@ -178,3 +178,26 @@ def test_init_rate_hz_scales_the_input_weights_to_the_asked_starting_rate(tmp_pa
     rate = counts.mean() / (training.trial_ms / 1000.0)
     assert 0.7 * target_hz <= rate <= 1.3 * target_hz  # calibrated on 64 of these samples
     assert calibrated.trainer.optimiser.lr_scale == {"W_in": 0.5}
+
+
+def test_het_lr_norm_gives_each_neuron_its_weight_gain_also_after_resume(tmp_path):
+    from eventprop_lab.network import het_gain
+
+    seed = int(np.random.default_rng().integers(1 << 20))
+    run_cfg = RunConfig(dataset="toy", epochs=1, out_dir=str(tmp_path / "run"), probe_every=0)
+    training = TrainingConfig(loss="sum_exp", lr=1e-2, warmup=False, batch_size=32, trial_ms=100.0, seed=seed,
+                              w_in_lr_scale=0.5, het_lr_norm=True)
+    net = dict(n_hidden=24, w_in_mean=0.4, w_in_std=0.2, w_out_std=0.3, heterogeneous_tau=True)
+    run = TrainingRun(run_cfg, NetworkConfig(**net, het_weight_norm=True), training, AugmentConfig(), data=toy_data())
+    p = run.trainer.params
+    gain = het_gain(run.net, p.tau_mem, p.tau_syn)
+    assert gain.std() > 0.1  # the draws differ, so the rates do
+    scale = run.trainer.optimiser.lr_scale
+    np.testing.assert_allclose(scale["W_in"], 0.5 * gain, rtol=1e-6)
+    np.testing.assert_allclose(scale["W_rec"], gain, rtol=1e-6)
+    run.fit()
+    resumed = TrainingRun.resume(tmp_path / "run" / "last.npz", data=toy_data())
+    np.testing.assert_allclose(resumed.trainer.optimiser.lr_scale["W_rec"], gain, rtol=1e-6)
+    # weights not evened: nothing to follow, one rate per matrix
+    plain = TrainingRun(run_cfg, NetworkConfig(**net), training, AugmentConfig(), data=toy_data())
+    assert plain.trainer.optimiser.lr_scale == {"W_in": 0.5}

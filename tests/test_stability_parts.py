@@ -66,3 +66,24 @@ def test_adam_lr_scale_scales_one_parameter_only():
         Adam(lr=1e-2, lr_scale=scale).step(params, grads)
         steps.append(params)
     assert np.allclose(steps[1]["a"], 0.1 * steps[0]["a"]) and np.allclose(steps[1]["b"], steps[0]["b"])
+
+
+def test_het_lr_norm_scales_each_neurons_first_step_by_its_weight_gain():
+    from eventprop_lab.network import het_gain
+    from eventprop_lab.training import Trainer, TrainingConfig
+
+    rng = np.random.default_rng()
+    net = NetworkConfig(n_in=6, n_hidden=5, n_out=2, heterogeneous_tau=True, het_weight_norm=True)
+    p = init_params(net, rng=int(rng.integers(1 << 30)))
+    gain = het_gain(net, p.tau_mem, p.tau_syn)
+    cfg = TrainingConfig(lr=1e-3, w_in_lr_scale=0.1)
+    trainer = Trainer(p, cfg, neuron_lr_scale=gain)
+    grads = {"W_in": rng.normal(size=p.W_in.shape).astype(np.float32),
+             "W_rec": rng.normal(size=p.W_rec.shape).astype(np.float32)}
+    params = p._asdict()
+    trainer.optimiser.step(params, grads)
+    # Adam's first step is lr * sign(g) per weight (up to eps): here scaled per column by the gain
+    np.testing.assert_allclose(np.abs(params["W_in"] - p.W_in), np.broadcast_to(1e-4 * gain, p.W_in.shape), rtol=1e-3)
+    np.testing.assert_allclose(np.abs(params["W_rec"] - p.W_rec), np.broadcast_to(1e-3 * gain, p.W_rec.shape),
+                               rtol=1e-3)
+    assert Trainer(p, cfg).optimiser.lr_scale == {"W_in": 0.1}
