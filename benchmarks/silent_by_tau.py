@@ -4,7 +4,11 @@ and the mean input weight of silent and active neurons (what the silent-neuron l
 
     python benchmarks/silent_by_tau.py runs/preset30_ordered_s7 [RUN_DIR ...] [--samples 600]
 
-Counts are over a fixed random subset of the run's training clips (seed 0), without augmentation."""
+Counts are over a fixed random subset of the run's training clips (seed 0), without augmentation.
+
+--steps F [F ...]: also, at the initial draw, the rate and silent share per quartile after every
+input weight is lowered by F times the mean input weight (equal steps, as Adam takes whatever a
+weight's size) and after every input weight is scaled by 1 - F (steps in proportion to size)."""
 import argparse
 import sys
 from pathlib import Path
@@ -31,6 +35,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", help="run folders (their last.npz)")
     ap.add_argument("--samples", type=int, default=600, help="training clips to count spikes on")
+    ap.add_argument("--steps", type=float, nargs="*", default=[],
+                    help="fractions F for the equal-step and proportional-step tables (e.g. 0.2 0.4)")
     args = ap.parse_args(argv)
 
     from eventprop_lab.network import init_params
@@ -54,6 +60,16 @@ def main(argv=None):
         print(f"  {'tau_mem (ms)':>13} {'silent now':>10} {'at init':>8} {'Hz now':>7} {'at init':>8}")
         for lo, hi, s_now, s_init, hz_now, hz_init in quartile_table(np.asarray(p.tau_mem), now, init, n, trial_s):
             print(f"  {lo:5.1f}-{hi:5.1f}  {s_now:>10.1%} {s_init:>8.1%} {hz_now:>7.1f} {hz_init:>8.1f}")
+        if args.steps:
+            print(f"  at the initial draw, input weights changed ({n} clips): Hz / silent per quartile")
+            q_rows = quartile_table(np.asarray(p.tau_mem), init, init, n, trial_s)
+            print("  " + " " * 18 + "".join(f"{lo:5.1f}-{hi:5.1f} ms   " for lo, hi, *_ in q_rows))
+            mean_w = float(np.mean(p0.W_in))
+            for f in args.steps:
+                for label, w_in in ((f"- {f:g} x mean", p0.W_in - f * mean_w), (f"x {1 - f:g}", p0.W_in * (1 - f))):
+                    c = hidden_counts(run, p0._replace(W_in=w_in.astype(p0.W_in.dtype)), run.train_set, idx).sum(0)
+                    rows = quartile_table(np.asarray(p.tau_mem), c, init, n, trial_s)
+                    print(f"  {label:>16}  " + "".join(f"{r[4]:5.1f} Hz {r[2]:4.0%}   " for r in rows))
         w = np.asarray(p.W_in, np.float64).mean(0)
         if silent.any():
             print(f"  mean input weight: silent {w[silent].mean():.2e}, active {w[~silent].mean():.2e}; "

@@ -38,6 +38,13 @@ def test_silent_by_tau_finds_the_silenced_quartile(tmp_path, capsys, monkeypatch
     assert float(rows[0][2]) == 100.0  # the silenced quartile
     assert "silent now" in out and "mean input weight: silent -1.00e+00" in out
 
+    # all input weights scaled by 0: no input, so no spike in any quartile
+    assert sb.main([str(run_dir), "--samples", "20", "--steps", "1"]) == 0
+    out = capsys.readouterr().out
+    scaled = re.search(r"^\s+x 0\s+(.*)$", out, re.M).group(1)
+    assert re.findall(r"([\d.]+) Hz\s+(\d+)%", scaled) == [("0.0", "100")] * 4
+    assert re.search(r"^\s+- 1 x mean\s+", out, re.M)
+
 
 def test_quartile_table_counts_per_quartile():
     sb = _load("silent_by_tau")
