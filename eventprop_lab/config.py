@@ -59,6 +59,9 @@ PRESETS = {
         # start 10x smaller, so their rate is scaled with them (without it the layer collapsed
         # to 3-4 Hz, 58-78 % silent, at full rate; docs/results.md)
         "training.w_in_lr_scale": 0.1,
+        # the same per neuron: the evening leaves short-tau_mem neurons with smaller weights and a
+        # steeper rate, so equal Adam steps silenced up to a third of them (docs/results.md)
+        "training.het_lr_norm": True,
         # 0.002 is the paper's lift for input weights of scale 0.03; the delay line's are 10x
         # smaller, and 0.002 on each of 7700 inputs sent lifted neurons to 30-200 Hz
         "run.lift_silent": 0.0002,
