@@ -58,17 +58,18 @@ def main(argv=None):
         print(f"{folder} (epoch {run.epoch}, {n} training clips): {silent.mean():.1%} silent now, "
               f"{(init == 0).mean():.1%} at init")
         print(f"  {'tau_mem (ms)':>13} {'silent now':>10} {'at init':>8} {'Hz now':>7} {'at init':>8}")
-        for lo, hi, s_now, s_init, hz_now, hz_init in quartile_table(np.asarray(p.tau_mem), now, init, n, trial_s):
+        tau = np.asarray(p.tau_mem)
+        table = quartile_table(tau, now, init, n, trial_s)
+        for lo, hi, s_now, s_init, hz_now, hz_init in table:
             print(f"  {lo:5.1f}-{hi:5.1f}  {s_now:>10.1%} {s_init:>8.1%} {hz_now:>7.1f} {hz_init:>8.1f}")
         if args.steps:
             print(f"  at the initial draw, input weights changed ({n} clips): Hz / silent per quartile")
-            q_rows = quartile_table(np.asarray(p.tau_mem), init, init, n, trial_s)
-            print("  " + " " * 18 + "".join(f"{lo:5.1f}-{hi:5.1f} ms   " for lo, hi, *_ in q_rows))
+            print("  " + " " * 18 + "".join(f"{lo:5.1f}-{hi:5.1f} ms   " for lo, hi, *_ in table))
             mean_w = float(np.mean(p0.W_in))
             for f in args.steps:
                 for label, w_in in ((f"- {f:g} x mean", p0.W_in - f * mean_w), (f"x {1 - f:g}", p0.W_in * (1 - f))):
                     c = hidden_counts(run, p0._replace(W_in=w_in.astype(p0.W_in.dtype)), run.train_set, idx).sum(0)
-                    rows = quartile_table(np.asarray(p.tau_mem), c, init, n, trial_s)
+                    rows = quartile_table(tau, c, init, n, trial_s)
                     print(f"  {label:>16}  " + "".join(f"{r[4]:5.1f} Hz {r[2]:4.0%}   " for r in rows))
         w = np.asarray(p.W_in, np.float64).mean(0)
         if silent.any():
