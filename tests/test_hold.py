@@ -65,14 +65,18 @@ def test_holds_delay_the_batches_but_leave_the_weights_and_losses_as_without(tmp
     held = TrainingSession.from_configs(*configs(tmp_path / "b"), data=toy_data())
     held.step(14)
     holds = 0
-    while held.status != "paused":  # hold and release at random moments until the 14 batches are done
-        with held.hold():
-            holds += 1
-            time.sleep(np.random.default_rng(holds).uniform(0.0, 0.05))
-        time.sleep(0.005)
-        assert holds < 5000
-    assert held.wait(timeout=120) and held.progress["step"] == 14 and holds > 3
-    held.stop()
+    try:
+        while held.status != "paused":  # hold and release at random moments until the 14 batches are done
+            with held.hold():
+                holds += 1
+                step = held.progress["step"]
+                time.sleep(np.random.default_rng(holds).uniform(0.0, 0.05))
+            # a batch or so between holds: on a fast machine a fixed gap let all 14 through in 3 holds
+            held.wait(until=lambda p, s=step: p["step"] > s or p["state"] != "running", timeout=30)
+            assert holds < 5000
+        assert held.wait(timeout=120) and held.progress["step"] == 14 and holds > 3
+    finally:
+        held.stop()  # a failure here must not leave its thread to fail the next tests
     losses = [[b.loss for b in kinds(s, "batch")] for s in (plain, held)]
     assert len(losses[0]) == 14 and losses[0] == losses[1]
     for a, b in zip(plain.params, held.params):
